@@ -1,0 +1,1 @@
+"""mtnet_plugin.layers"""

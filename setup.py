@@ -1,0 +1,41 @@
+#!/usr/bin/env python
+"""Packaging for mtnet_plugin: MTNet (Stergiou & Poppe, IJCNN 2021) as a PySlowFast-compatible plugin."""
+import os
+
+from setuptools import find_packages, setup
+
+
+def _version() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "mtnet_plugin", "__init__.py")) as f:
+        for line in f:
+            if line.startswith("__version__"):
+                return line.split("=")[1].strip().strip("\"'")
+    raise RuntimeError("__version__ not found in mtnet_plugin/__init__.py")
+
+
+setup(
+    name="mtnet_plugin",
+    version=_version(),
+    description="Multi-Temporal Networks (MTNet) for video action recognition, PySlowFast-config compatible",
+    long_description=open("README.md").read() if os.path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(exclude=("tests", "tests.*", "configs", "tools")),
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "pytorchvideo>=0.1.5",
+        "fvcore>=0.1.5",
+        "iopath>=0.1.9",
+        "av>=11",
+        "simplejson>=3.17",
+        "numpy>=1.24",
+        "pyyaml>=5.4",
+        "matplotlib>=3.6",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "export": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
+    },
+)
