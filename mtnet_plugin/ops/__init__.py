@@ -1,1 +1,30 @@
-"""mtnet_plugin.ops"""
+"""mtnet_plugin.ops: pure tensor functions (torch only) for MTNet's prolonged branch.
+
+- SoftPool (Eq. 5) and the pooling alternatives of Table VIc: :mod:`.softpool`, :mod:`.pooling`.
+- Temporal triplet cosine frame selection (Eq. 6-7): :mod:`.frame_select`.
+"""
+from .frame_select import adjacent_cosine, select_frames, triplet_cosine_select, triplet_scores
+from .pooling import (
+    POOL_METHODS,
+    avg_pool_spatial,
+    max_pool_spatial,
+    pool_spatial,
+    pool_symmetric,
+    stochastic_pool_spatial,
+)
+from .softpool import softpool_spatial, softpool_symmetric
+
+__all__ = [
+    "POOL_METHODS",
+    "adjacent_cosine",
+    "avg_pool_spatial",
+    "max_pool_spatial",
+    "pool_spatial",
+    "pool_symmetric",
+    "select_frames",
+    "softpool_spatial",
+    "softpool_symmetric",
+    "stochastic_pool_spatial",
+    "triplet_cosine_select",
+    "triplet_scores",
+]
