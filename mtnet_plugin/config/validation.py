@@ -7,7 +7,7 @@ argument untouched (facts file §3.2).
 """
 import logging
 import numbers
-from typing import Any
+from typing import Any, Iterable, Optional
 
 from fvcore.common.config import CfgNode
 
@@ -139,14 +139,16 @@ def _check_model(cfg: CfgNode) -> None:
     width = _int(cfg, "RESNET.WIDTH_PER_GROUP", 1)
     if width % cfg.RESNET.NUM_GROUPS:
         _fail("RESNET.WIDTH_PER_GROUP", width, f"must be divisible by RESNET.NUM_GROUPS ({cfg.RESNET.NUM_GROUPS})")
-    import mtnet_plugin.models  # noqa: F401  (importing the package registers its models)
-    from mtnet_plugin.models.build import MODEL_REGISTRY, model_name_from_config
 
-    name = model_name_from_config(cfg)
-    if len(list(MODEL_REGISTRY)) and name not in MODEL_REGISTRY:
-        registered = sorted(n for n, _ in MODEL_REGISTRY)
-        _fail("MODEL.MODEL_NAME", cfg.MODEL.MODEL_NAME, f"resolves to {name!r}, which is not a registered model; "
-              f"registered: {registered}")
+
+def _check_model_name(cfg: CfgNode, model_name: Optional[str], registered: Optional[Iterable[str]]) -> None:
+    if registered is None:
+        return
+    registered = sorted(registered)
+    name = model_name or cfg.MODEL.MODEL_NAME
+    if name not in registered:
+        via = f" (resolves to {name!r})" if name != cfg.MODEL.MODEL_NAME else ""
+        _fail("MODEL.MODEL_NAME", cfg.MODEL.MODEL_NAME, f"not a registered model{via}; registered: {registered}")
 
 
 def _check_solver(cfg: CfgNode) -> None:
@@ -175,13 +177,17 @@ def _check_solver(cfg: CfgNode) -> None:
             _fail("SOLVER.STEPS", steps, f"must be increasing and <= SOLVER.MAX_EPOCH ({max_epoch})")
 
 
-def validate_cfg(cfg: CfgNode, *, check_devices: bool = True) -> CfgNode:
+def validate_cfg(cfg: CfgNode, *, check_devices: bool = True, model_name: Optional[str] = None,
+                 registered_models: Optional[Iterable[str]] = None) -> CfgNode:
     """Reject values that cannot work, naming the key; return ``cfg`` unchanged.
 
     Args:
         cfg: a full config (from :func:`mtnet_plugin.config.get_cfg` / ``load_config``).
         check_devices: also require ``NUM_GPUS`` <= the visible CUDA devices (off for checking config files on a
             machine without the GPUs they are written for).
+        model_name: the registry name the config resolves to (``models.build.model_name_from_config(cfg)``;
+            default ``MODEL.MODEL_NAME``). The config floor cannot import the models floor, so the caller passes it.
+        registered_models: names in the model registry; when given, an unregistered model name is rejected.
 
     Raises:
         ConfigError: the first impossible value, e.g. ``TRAIN.BATCH_SIZE = 30: must be divisible by NUM_GPUS``.
@@ -189,17 +195,19 @@ def validate_cfg(cfg: CfgNode, *, check_devices: bool = True) -> CfgNode:
     _check_runtime(cfg, check_devices)
     _check_data(cfg)
     _check_model(cfg)
+    _check_model_name(cfg, model_name, registered_models)
     _check_solver(cfg)
     return cfg
 
 
-def assert_and_infer_cfg(cfg: CfgNode, *, check_devices: bool = True) -> CfgNode:
+def assert_and_infer_cfg(cfg: CfgNode, **validate_kwargs) -> CfgNode:
     """Validate ``cfg`` and return a new, frozen config with the derived settings applied.
 
     Derived: with ``SOLVER.BASE_LR_SCALE_NUM_SHARDS``, ``BASE_LR``, ``WARMUP_START_LR`` and ``COSINE_END_LR`` are
     multiplied by ``NUM_SHARDS`` and the flag is cleared, so that deriving twice cannot scale twice.
+    ``validate_kwargs`` go to :func:`validate_cfg`.
     """
-    validate_cfg(cfg, check_devices=check_devices)
+    validate_cfg(cfg, **validate_kwargs)
     out = cfg.clone()
     out.defrost()
     if out.SOLVER.BASE_LR_SCALE_NUM_SHARDS and out.NUM_SHARDS != 1:
