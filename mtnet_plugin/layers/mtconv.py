@@ -1,0 +1,187 @@
+"""Multi-temporal convolution, MTConv (Eq. 1-4, Sec. III-A) of A. Stergiou and R. Poppe, "Multi-Temporal
+Convolutions for Human Action Recognition in Videos", IJCNN 2021. A drop-in replacement for one
+Conv3d + BN + ReLU.
+
+Shape legend: N batch; C_in input channels; C~ = out_channels = C_L + C_P (Eq. 1); (T, H, W) the output
+size of the local conv; T' = floor(T / 2) (or T when T <= 2); H' = ceil(H / 2), W' = ceil(W / 2).
+"""
+import logging
+import math
+from typing import Tuple, Union
+
+import torch
+from torch import nn
+
+from mtnet_plugin.ops import POOL_METHODS
+
+from .prolonged import SELECTIONS, ProlongedDownsample, TrilinearResize
+
+logger = logging.getLogger(__name__)
+
+IntOr3 = Union[int, Tuple[int, int, int]]
+P_INPUTS = ("full", "split")
+LP_KERNELS = ("same", "1x1x1")
+
+
+def _triple(v: IntOr3) -> Tuple[int, int, int]:
+    return (v, v, v) if isinstance(v, int) else tuple(v)
+
+
+def split_channels(channels: int, delta: float) -> Tuple[int, int]:
+    """Eq. 1: ``C_L = floor(delta * C)``, ``C_P = C - C_L`` (a 1e-9 slack absorbs float error, e.g. 0.29*100).
+
+    Raises:
+        ValueError: delta outside (0, 1].
+    """
+    if not isinstance(delta, (int, float)) or not 0.0 < delta <= 1.0:
+        raise ValueError(f"delta must be in (0, 1] (the local share of channels, Eq. 1), got delta={delta!r}")
+    local = min(channels, math.floor(delta * channels + 1e-9))
+    return local, channels - local
+
+
+class MTConv(nn.Module):
+    """Local branch L plus prolonged branch P, concatenated (Eq. 1-4)::
+
+                                a_in (N, C_in, T_in, H_in, W_in)
+                  .-------------------------+--------------------------------.
+                  |                                                          |  (P reads all C_in: "full",
+          conv_local k,s -> bn_local -> act                                  |   the last share: "split")
+                  |                                                          |
+          a_L (N, C_L, T, H, W) -----------.                                 |
+                  |                        v                                 v
+                  |        downsample: pool 2x2 per frame (SoftPool, Eq. 5) both inputs; frame
+                  |        indices from pooled a_in (Eq. 6-7, spec #5) applied to both
+                  |                        |                                 |
+                  |         conv_lp k,1 -> bn_lp -> act        conv_p k,s -> bn_p -> act
+                  |                        '---------------(+)---------------'
+                  |                                         |  (N, C_P, T', H', W')
+                  |                              upsample: trilinear to (T, H, W)
+                  '--------------------- concat ---------- a_P
+                                           |
+                                  (N, C~ = C_L + C_P, T, H, W)
+
+    ``delta = 1`` (or a width where C_P = 0) builds no P branch: the module is exactly Conv3d(bias=False) +
+    BatchNorm3d + ReLU with the same parameters (Table VIa's baseline). A width where C_L = 0 is an error.
+
+    Channelwise (``groups == in_channels == out_channels``, X3D's 3x3x3 conv; spec #11): L is channelwise
+    over the first C_L input channels, z_P channelwise over the last C_P input channels (so ``p_input`` has
+    no effect) and w_LP is a pointwise 1x1x1 conv C_L -> C_P (so ``lp_kernel`` has no effect). Other
+    ``groups`` values are accepted only without a P branch.
+
+    Strides (spec #9): conv_p carries the stride and padding of L and reads the pooled pre-stride input;
+    conv_lp has stride 1 and padding k // 2, so it keeps the size of the pooled a_L. With "same"-padded
+    kernels (X3D's) both give the same (T', H', W'); for other kernel/padding combinations g(z_P) is
+    resized trilinearly to g(z_LP)'s size before the sum. conv_p sees half-size inputs, so an unpadded
+    kernel needs an input about twice its size.
+
+    Under autocast SoftPool and the cosine scores run in fp32 (spec #19; done by the ops).
+
+    Args:
+        in_channels: C_in.
+        out_channels: C~.
+        kernel_size, stride, padding: as for ``nn.Conv3d``; they apply to conv_local and conv_p.
+        groups: 1 (dense) or in_channels == out_channels (channelwise).
+        delta: share of output channels in L, in (0, 1] (Eq. 1); 7/8 in the paper.
+        p_input: "full" (text: P reads a_L plus all input channels) or "split" (P reads a_L plus the last
+            ``C_in - floor(delta * C_in)`` input channels; spec #7).
+        lp_kernel: kernel of w_LP, "same" as L (text) or "1x1x1" (authors' code; spec #10).
+        pool: P's spatial pooling, one of ``mtnet_plugin.ops.POOL_METHODS`` (Table VIc).
+        symmetric_pool: pool 2x2x2 over (T, H, W) instead of frame selection; requires selection="none".
+        selection: "lowest" (text), "highest" (authors' code) or "none" (spec #1).
+        activation: apply ReLU to z_L, z_LP and z_P (Eq. 3); False makes the whole module linear after its BNs
+            (the projection convention for a block's last conv; spec #8).
+        norm_eps, norm_momentum: of every BatchNorm3d.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOr3,
+        stride: IntOr3 = 1,
+        padding: IntOr3 = 0,
+        groups: int = 1,
+        delta: float = 0.875,
+        *,
+        p_input: str = "full",
+        lp_kernel: str = "same",
+        pool: str = "softpool",
+        symmetric_pool: bool = False,
+        selection: str = "lowest",
+        activation: bool = True,
+        norm_eps: float = 1e-5,
+        norm_momentum: float = 0.1,
+    ):
+        super().__init__()
+        for name, value, valid in (
+            ("p_input", p_input, P_INPUTS),
+            ("lp_kernel", lp_kernel, LP_KERNELS),
+            ("pool", pool, POOL_METHODS),
+            ("selection", selection, SELECTIONS),
+        ):
+            if value not in valid:
+                raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+        c_local, c_prolonged = split_channels(out_channels, delta)
+        if c_local == 0:
+            raise ValueError(
+                f"delta={delta} leaves no local channels in a {out_channels}-channel MTConv (floor(delta * C) = 0)"
+            )
+        kernel_size, stride, padding = _triple(kernel_size), _triple(stride), _triple(padding)
+        self.in_channels, self.out_channels, self.delta = in_channels, out_channels, delta
+        self.local_channels, self.prolonged_channels = c_local, c_prolonged
+        self.has_prolonged = c_prolonged > 0
+        self.channelwise = groups > 1 and groups == in_channels == out_channels
+        if self.has_prolonged and groups != 1 and not self.channelwise:
+            raise ValueError(
+                f"MTConv supports groups=1 or channelwise (groups == in == out channels); got groups={groups} "
+                f"for {in_channels}->{out_channels} with delta={delta}"
+            )
+        norm = dict(eps=norm_eps, momentum=norm_momentum)
+        conv = dict(kernel_size=kernel_size, stride=stride, padding=padding, bias=False)
+        if not self.has_prolonged:  # delta = 1: a plain conv block
+            self.p_in_channels = 0
+            self.conv_local = nn.Conv3d(in_channels, out_channels, groups=groups, **conv)
+            self.bn_local = nn.BatchNorm3d(out_channels, **norm)
+            self.act = nn.ReLU() if activation else nn.Identity()
+            return
+        if self.channelwise:  # spec #11
+            self.p_in_channels = c_prolonged
+            self.conv_local = nn.Conv3d(c_local, c_local, groups=c_local, **conv)
+            self.conv_p = nn.Conv3d(c_prolonged, c_prolonged, groups=c_prolonged, **conv)
+            self.conv_lp = nn.Conv3d(c_local, c_prolonged, kernel_size=1, bias=False)
+        else:
+            self.p_in_channels = in_channels if p_input == "full" else split_channels(in_channels, delta)[1]
+            self.conv_local = nn.Conv3d(in_channels, c_local, **conv)
+            self.conv_p = nn.Conv3d(self.p_in_channels, c_prolonged, **conv)
+            if lp_kernel == "same":
+                lp_padding = tuple(k // 2 for k in kernel_size)  # keeps the pooled a_L's size
+                self.conv_lp = nn.Conv3d(c_local, c_prolonged, kernel_size, padding=lp_padding, bias=False)
+            else:
+                self.conv_lp = nn.Conv3d(c_local, c_prolonged, kernel_size=1, bias=False)
+        self.bn_local = nn.BatchNorm3d(c_local, **norm)
+        self.bn_lp = nn.BatchNorm3d(c_prolonged, **norm)
+        self.bn_p = nn.BatchNorm3d(c_prolonged, **norm)
+        self.act = nn.ReLU() if activation else nn.Identity()
+        self.downsample = ProlongedDownsample(pool=pool, symmetric=symmetric_pool, selection=selection)
+        self.upsample = TrilinearResize()
+        self.resize_p = TrilinearResize()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, C_in, T_in, H_in, W_in). Returns (N, C~, T, H, W), the size a plain Conv3d would give."""
+        x_local = x[:, : self.local_channels] if self.channelwise else x
+        a_local = self.act(self.bn_local(self.conv_local(x_local)))  # a_L = g(z_L)
+        if not self.has_prolonged:
+            return a_local
+        x_p = x[:, x.shape[1] - self.p_in_channels :]
+        p_in, p_local = self.downsample(x_p, a_local)  # T(SoftPool(.)), Eq. 4
+        g_lp = self.act(self.bn_lp(self.conv_lp(p_local)))
+        g_p = self.act(self.bn_p(self.conv_p(p_in)))
+        g_p = self.resize_p(g_p, g_lp.shape[2:])  # identity for "same"-padded kernels
+        a_prolonged = self.upsample(g_lp + g_p, a_local.shape[2:])  # Eq. 3
+        return torch.cat([a_local, a_prolonged.to(a_local.dtype)], dim=1)  # Eq. 2
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}->{self.out_channels}, delta={self.delta}, C_L={self.local_channels}, "
+            f"C_P={self.prolonged_channels}, channelwise={self.channelwise}, p_in_channels={self.p_in_channels}"
+        )

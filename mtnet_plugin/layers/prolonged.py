@@ -1,0 +1,90 @@
+"""Parameter-free parts of MTConv's prolonged branch (Eq. 3-5, Sec. III-A): the joint spatial/temporal
+reduction of its two inputs and the trilinear interpolation back. Kept as submodules so that the FLOP
+counter and the profiler attribute their cost to ``<mtconv>.downsample`` and ``<mtconv>.upsample``.
+
+Shape legend: N batch, T frames, H' = ceil(H / 2), W' = ceil(W / 2), T' = floor(T / 2) if T > 2 else T,
+T2 = ceil(T / 2).
+"""
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtnet_plugin.ops import POOL_METHODS, pool_spatial, pool_symmetric, select_frames, triplet_cosine_select
+
+SELECTIONS = ("lowest", "highest", "none")
+
+
+class ProlongedDownsample(nn.Module):
+    """Halve both P inputs: pool space per frame, then select frames (Eq. 4-7, spec #5).
+
+    The frame indices are computed once, from the pooled layer input, and applied to both inputs so that
+    the sum in Eq. 3 adds features of the same time steps (spec #5). If the two inputs have a different
+    number of frames (a temporal stride or an unpadded temporal kernel in L), each gets its own indices.
+    With ``symmetric=True`` time is pooled together with space (Table VIc) and no frame is selected.
+
+    Args:
+        pool: one of ``mtnet_plugin.ops.POOL_METHODS`` ("softpool" is the paper's).
+        symmetric: pool 2x2x2 windows over (T, H, W) instead of 2x2 per frame + selection.
+        selection: "lowest" (the paper's text), "highest" (the authors' code) or "none" (no temporal
+            reduction); must be "none" when ``symmetric``.
+    """
+
+    def __init__(self, pool: str = "softpool", symmetric: bool = False, selection: str = "lowest"):
+        super().__init__()
+        if pool not in POOL_METHODS:
+            raise ValueError(f"unknown pool {pool!r}; valid: {', '.join(POOL_METHODS)}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"unknown selection {selection!r}; valid: {', '.join(SELECTIONS)}")
+        if symmetric and selection != "none":
+            raise ValueError(
+                f"symmetric_pool=True pools time itself; frame selection {selection!r} would halve T twice: "
+                "set selection='none'"
+            )
+        self.pool = pool
+        self.symmetric = symmetric
+        self.selection = selection
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        fn = pool_symmetric if self.symmetric else pool_spatial
+        return fn(x, self.pool, training=self.training)
+
+    def forward(self, a_in: torch.Tensor, a_local: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Reduce the pair (a_in, a_L).
+
+        Args:
+            a_in: the input channels P reads, (N, C_in_P, T, H, W).
+            a_local: the local branch output, (N, C_L, T_L, H_L, W_L).
+
+        Returns:
+            (reduced a_in, reduced a_L): (N, C_in_P, T', H', W') and (N, C_L, T_L', H_L', W_L'); T' is T2 when
+            symmetric and T when selection is "none".
+        """
+        p_in, p_local = self._pool(a_in), self._pool(a_local)
+        if self.selection == "none":
+            return p_in, p_local
+        highest = self.selection == "highest"
+        idx = triplet_cosine_select(p_in, highest=highest)
+        p_in_sel = select_frames(p_in, idx)
+        if p_local.shape[2] != p_in.shape[2]:
+            idx = triplet_cosine_select(p_local, highest=highest)
+        return p_in_sel, select_frames(p_local, idx)
+
+    def extra_repr(self) -> str:
+        return f"pool={self.pool!r}, symmetric={self.symmetric}, selection={self.selection!r}"
+
+
+class TrilinearResize(nn.Module):
+    """The I() of Eq. 3: trilinear interpolation to an exact (T, H, W), align_corners=False.
+
+    The selected frames are not evenly spaced but are interpolated as if they were (the paper's choice).
+    A tensor that already has the target size is returned as is.
+    """
+
+    def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        """x: (N, C, t, h, w); size: (T, H, W). Returns (N, C, T, H, W)."""
+        size = tuple(int(s) for s in size)
+        if tuple(x.shape[2:]) == size:
+            return x
+        return F.interpolate(x, size=size, mode="trilinear", align_corners=False)

@@ -1,0 +1,196 @@
+"""mtnet_plugin.layers.MTConv (Eq. 1-4): plain-conv equivalence at delta = 1, shapes, a functional
+reference of the dataflow, gradients, autocast and tracing."""
+import itertools
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtnet_plugin.layers import MTConv, split_channels
+from mtnet_plugin.ops import POOL_METHODS, select_frames, softpool_spatial, triplet_cosine_select
+
+
+def _randomize_bn(module, gen):
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.weight.data = torch.rand(m.num_features, generator=gen, dtype=m.weight.dtype) + 0.5
+            m.bias.data = torch.randn(m.num_features, generator=gen, dtype=m.bias.dtype) * 0.1
+            m.running_mean = torch.randn(m.num_features, generator=gen, dtype=m.running_mean.dtype) * 0.1
+            m.running_var = torch.rand(m.num_features, generator=gen, dtype=m.running_var.dtype) + 0.5
+
+
+@pytest.mark.parametrize("groups,cin,cout", [(1, 6, 10), (8, 8, 8)])
+def test_delta_one_is_a_plain_conv_block(groups, cin, cout):
+    torch.manual_seed(0)
+    m = MTConv(cin, cout, (3, 3, 3), stride=(1, 2, 2), padding=1, groups=groups, delta=1.0)
+    ref = nn.Sequential(
+        nn.Conv3d(cin, cout, 3, stride=(1, 2, 2), padding=1, groups=groups, bias=False),
+        nn.BatchNorm3d(cout),
+        nn.ReLU(),
+    )
+    assert not m.has_prolonged
+    assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in ref.parameters())
+    ref[0].weight.data.copy_(m.conv_local.weight)
+    _randomize_bn(m, torch.Generator().manual_seed(1))
+    ref[1].load_state_dict(m.bn_local.state_dict())
+    x = torch.randn(2, cin, 4, 7, 6)
+    for train in (True, False):
+        m.train(train), ref.train(train)
+        torch.testing.assert_close(m(x), ref(x))
+
+
+@pytest.mark.parametrize("delta", [0, 0.0, -0.5, 1.5, float("nan"), "0.5"])
+def test_invalid_delta_is_a_clear_error(delta):
+    with pytest.raises(ValueError, match="delta"):
+        MTConv(4, 8, 1, delta=delta)
+
+
+def test_channel_split_and_empty_branches():
+    assert split_channels(8, 0.875) == (7, 1)
+    assert split_channels(54, 0.875) == (47, 7)
+    assert split_channels(100, 0.29) == (29, 71)  # no float-rounding loss of a channel
+    assert split_channels(12, 1.0) == (12, 0)
+    with pytest.raises(ValueError, match="no local channels"):
+        MTConv(4, 4, 1, delta=0.2)  # floor(0.8) = 0
+    m = MTConv(4, 8, 1, delta=0.5)
+    assert (m.local_channels, m.prolonged_channels) == (4, 4)
+    with pytest.raises(ValueError, match="groups"):
+        MTConv(8, 8, 3, groups=2)
+    for bad in (dict(p_input="half"), dict(lp_kernel="3x3x3"), dict(pool="median"), dict(selection="random")):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            MTConv(4, 8, 1, **bad)
+    with pytest.raises(ValueError, match="selection='none'"):
+        MTConv(4, 8, 1, symmetric_pool=True)
+
+
+def _plain_shape(x, cout, k, s, p):
+    return F.conv3d(x, torch.zeros(cout, x.shape[1], *k), stride=s, padding=p).shape
+
+
+SHAPE_CASES = list(itertools.product(["dense", "channelwise"], [1, 2], [(8, 8), (7, 9), (1, 5)], [1, 2, 5, 8]))
+
+
+@pytest.mark.parametrize("kind,stride,hw,t", SHAPE_CASES)
+def test_output_shape_equals_plain_conv(kind, stride, hw, t):
+    cin, cout = (8, 8) if kind == "channelwise" else (5, 8)
+    k, s, p = (3, 3, 3), (1, stride, stride), (1, 1, 1)
+    x = torch.randn(2, cin, t, *hw)
+    m = MTConv(cin, cout, k, stride=s, padding=p, groups=cout if kind == "channelwise" else 1, delta=0.75)
+    assert m(x).shape == _plain_shape(x, cout, k, s, p)
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [dict(p_input="split"), dict(lp_kernel="1x1x1"), dict(selection="highest"), dict(selection="none"),
+     dict(activation=False)]
+    + [dict(pool=p) for p in POOL_METHODS]
+    + [dict(pool=p, symmetric_pool=True, selection="none") for p in POOL_METHODS],
+)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_options_keep_the_shape_and_train(opts, stride):
+    x = torch.randn(2, 6, 5, 7, 6)
+    k, s, p = (3, 3, 3), (1, stride, stride), 1
+    m = MTConv(6, 8, k, stride=s, padding=p, delta=0.5, **opts)
+    out = m(x)
+    assert out.shape == _plain_shape(x, 8, k, s, (p, p, p))
+    out.square().mean().backward()
+    for name, prm in m.named_parameters():
+        assert prm.grad is not None and prm.grad.abs().sum() > 0, name
+
+
+def test_unusual_padding_and_one_by_one_kernels():
+    x = torch.randn(1, 4, 6, 10, 10)
+    for k, s, p in [((1, 1, 1), (1, 1, 1), 0), ((1, 1, 1), (1, 2, 2), 0), ((3, 3, 3), (1, 1, 1), 0),
+                    ((5, 3, 3), (1, 2, 2), (2, 1, 1))]:
+        m = MTConv(4, 8, k, stride=s, padding=p, delta=0.5)
+        pp = p if isinstance(p, tuple) else (p,) * 3
+        assert m(x).shape == _plain_shape(x, 8, k, s, pp), (k, s, p)
+
+
+def _bn(x, bn):
+    return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+
+def _reference(m, x):
+    """Eq. 1-4 written out with functional ops, eval-mode BN, for dense and channelwise MTConvs."""
+    cl, cp = m.local_channels, m.prolonged_channels
+    cw = m.channelwise
+    conv = m.conv_local
+    a_l = F.relu(_bn(F.conv3d(x[:, :cl] if cw else x, conv.weight, None, conv.stride, conv.padding,
+                              groups=cl if cw else 1), m.bn_local))
+    x_p = x[:, -cp:] if cw else x[:, x.shape[1] - m.p_in_channels:]
+    pooled_in, pooled_l = softpool_spatial(x_p), softpool_spatial(a_l)
+    idx = triplet_cosine_select(pooled_in)  # once, from the input (spec #5)
+    s_in, s_l = select_frames(pooled_in, idx), select_frames(pooled_l, idx)
+    lp_pad = tuple(k // 2 for k in m.conv_lp.kernel_size)  # w_LP keeps the pooled a_L's size
+    z_lp = _bn(F.conv3d(s_l, m.conv_lp.weight, None, 1, lp_pad), m.bn_lp)
+    z_p = _bn(F.conv3d(s_in, m.conv_p.weight, None, conv.stride, conv.padding, groups=cp if cw else 1), m.bn_p)
+    a_p = F.interpolate(F.relu(z_lp) + F.relu(z_p), size=a_l.shape[2:], mode="trilinear", align_corners=False)
+    return torch.cat([a_l, a_p], 1)
+
+
+@pytest.mark.parametrize(
+    "cin,cout,groups,opts,stride",
+    [(6, 8, 1, {}, 1), (6, 8, 1, dict(p_input="split"), 2), (6, 8, 1, dict(lp_kernel="1x1x1"), 2),
+     (8, 8, 8, {}, 1), (8, 8, 8, {}, 2)],
+)
+def test_matches_functional_reference(cin, cout, groups, opts, stride):
+    gen = torch.Generator().manual_seed(3)
+    m = MTConv(cin, cout, 3, stride=(1, stride, stride), padding=1, groups=groups, delta=0.75, **opts).double()
+    _randomize_bn(m, gen)
+    m.eval()
+    x = torch.randn(2, cin, 6, 9, 8, generator=gen, dtype=torch.float64)
+    if opts.get("p_input") == "split":
+        assert m.p_in_channels == cin - int(0.75 * cin)
+    if groups > 1:
+        assert m.conv_lp.kernel_size == (1, 1, 1) and m.conv_p.groups == 2 and m.conv_local.groups == 6
+    torch.testing.assert_close(m(x), _reference(m, x))
+
+
+def test_selection_indices_come_from_the_input_and_apply_to_both():
+    m = MTConv(4, 8, 3, padding=1, delta=0.5).eval()
+    seen = {}
+    m.downsample.register_forward_hook(lambda mod, inp, out: seen.update(inp=inp, out=out))
+    x = torch.randn(1, 4, 8, 6, 6)
+    m(x)
+    (a_in, a_l), (p_in, p_l) = seen["inp"], seen["out"]
+    idx = triplet_cosine_select(softpool_spatial(a_in))
+    assert p_in.shape[2] == 4 and torch.equal(p_l, select_frames(softpool_spatial(a_l), idx))
+
+
+def test_stochastic_pool_samples_in_training_only():
+    m = MTConv(4, 8, 3, padding=1, delta=0.5, pool="stochastic")
+    x = torch.rand(2, 4, 4, 8, 8)
+    m.train()
+    torch.manual_seed(0)
+    a = m(x)
+    torch.manual_seed(1)
+    assert not torch.equal(a, m(x))
+    m.eval()
+    assert torch.equal(m(x), m(x))
+
+
+def test_autocast_bfloat16_runs_with_fp32_ops():
+    m = MTConv(6, 8, 3, padding=1, delta=0.5)
+    x = torch.randn(2, 6, 5, 8, 8)
+    seen = {}
+    m.downsample.register_forward_hook(lambda mod, inp, out: seen.update(out=out))
+    ref = m(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert seen["out"][0].dtype == torch.float32  # SoftPool of the fp32 input stayed fp32
+    torch.testing.assert_close(out.float(), ref, atol=0.1, rtol=0.1)
+
+
+@pytest.mark.parametrize("groups", [1, 8])
+def test_jit_trace_matches_eager(groups):
+    m = MTConv(8, 8, 3, stride=(1, 2, 2), padding=1, groups=groups, delta=0.75).eval()
+    x1, x2 = torch.randn(2, 8, 6, 9, 8), torch.randn(2, 8, 6, 9, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(m, (x1,))
+    for x in (x1, x2):
+        torch.testing.assert_close(traced(x), m(x))
