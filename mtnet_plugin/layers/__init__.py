@@ -1,5 +1,16 @@
 """mtnet_plugin.layers: nn.Modules over ops: MTConv (Eq. 1-4), SqueezeRecursion (Eq. 8-11), MTBlock."""
 from .mtconv import MTConv, split_channels
+from .cells import PeepholeLSTM
 from .prolonged import ProlongedDownsample, TrilinearResize
+from .squeeze_recursion import CELLS, SqueezeRecursion, build_cell
 
-__all__ = ["MTConv", "ProlongedDownsample", "TrilinearResize", "split_channels"]
+__all__ = [
+    "CELLS",
+    "MTConv",
+    "PeepholeLSTM",
+    "ProlongedDownsample",
+    "SqueezeRecursion",
+    "TrilinearResize",
+    "build_cell",
+    "split_channels",
+]

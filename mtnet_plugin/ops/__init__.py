@@ -2,7 +2,9 @@
 
 - SoftPool (Eq. 5) and the pooling alternatives of Table VIc: :mod:`.softpool`, :mod:`.pooling`.
 - Temporal triplet cosine frame selection (Eq. 6-7): :mod:`.frame_select`.
+- ``fp32_region(x)`` / ``compute_dtype(x)``: the fp32-under-autocast rule (spec #19) for layers to reuse.
 """
+from ._windows import compute_dtype, fp32_region
 from .frame_select import adjacent_cosine, select_frames, triplet_cosine_select, triplet_scores
 from .pooling import (
     POOL_METHODS,
@@ -18,6 +20,8 @@ __all__ = [
     "POOL_METHODS",
     "adjacent_cosine",
     "avg_pool_spatial",
+    "compute_dtype",
+    "fp32_region",
     "max_pool_spatial",
     "pool_spatial",
     "pool_symmetric",
