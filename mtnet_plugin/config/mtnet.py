@@ -30,6 +30,8 @@ def add_mtnet_config(cfg: CfgNode) -> CfgNode:
         "SR_LAYERS": 2,
         # spec #8: whether the block's last MTConv ends with an activation (text: True).
         "LAST_MTCONV_ACT": True,
+        # spec #13: head of X3D and MTNet, a name in mtnet_plugin.models.HEAD_REGISTRY (adaptive X3D head).
+        "HEAD": "X3DHead",
     }
     for key, value in defaults.items():
         if key not in node:

@@ -1,0 +1,363 @@
+"""X3D as a builder that takes a block callable: the backbone of MTNet (Sec. III-C) and its baseline.
+
+Paper:
+    C. Feichtenhofer, "X3D: Expanding Architectures for Efficient Video Recognition", CVPR 2020,
+    arXiv:2004.04730.
+
+Geometry and parameter names follow PySlowFast's X3D (width rounding to multiples of 8, SE every other
+block, Swish inside the block, channelwise 3x3x3 conv, shortcut conv + BN when the shape changes), so that
+X3D-M with 400 classes has exactly 3,794,322 parameters and PySlowFast X3D checkpoints load by name
+(``s1.pathway0_stem.*``, ``sK.pathway0_resJ.branch2.*``, ``head.*``). The head pools adaptively
+(``heads.py``) and the network returns logits.
+
+``pytorchvideo.models.x3d`` is not reused: its shortcut drops the BN when only the stride changes (res2's
+first block), so its X3D-M has 48 fewer parameters than PySlowFast's, and its head pools with a fixed kernel.
+
+Shape legend: N batch, T frames (never strided), H, W; res5 is (H / 32, W / 32) rounded up.
+"""
+import logging
+import math
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Sequence, Union
+
+import torch
+from fvcore.nn.weight_init import c2_msra_fill
+from torch import nn
+
+from .build import HEAD_REGISTRY, MODEL_REGISTRY, get_registered
+
+logger = logging.getLogger(__name__)
+
+# Blocks per stage before the depth factor, as in X3D Table 1 (res2..res5).
+_BLOCK_BASIS = (1, 2, 5, 3)
+
+
+def round_width(width: float, multiplier: float, min_width: int = 1, divisor: int = 1) -> int:
+    """Scale a channel count and round it to a multiple of ``divisor`` (X3D Sec. 3; PySlowFast rounding).
+
+    Never rounds down by more than 10%. A falsy ``multiplier`` returns ``width`` unchanged.
+    """
+    if not multiplier:
+        return int(width)
+    width *= multiplier
+    min_width = min_width or divisor
+    out = max(min_width, int(width + divisor / 2) // divisor * divisor)
+    if out < 0.9 * width:
+        out += divisor
+    return int(out)
+
+
+def round_repeats(repeats: int, multiplier: float) -> int:
+    """Blocks in a stage after the depth expansion (X3D's gamma_d), rounded up."""
+    return int(math.ceil(multiplier * repeats)) if multiplier else repeats
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-Excitation on a 5-D tensor (X3D Sec. 3: SE after the 3x3x3 conv of every other block).
+
+    Written here rather than taken from fvcore so that the parameter names (``fc1``, ``fc2``) match
+    PySlowFast checkpoints.
+    """
+
+    def __init__(self, dim: int, ratio: float = 1.0 / 16):
+        super().__init__()
+        dim_fc = round_width(dim, ratio, min_width=8, divisor=8)
+        self.avg_pool = nn.AdaptiveAvgPool3d(1)
+        self.fc1 = nn.Conv3d(dim, dim_fc, 1, bias=True)
+        self.fc1_act = nn.ReLU()
+        self.fc2 = nn.Conv3d(dim_fc, dim, 1, bias=True)
+        self.fc2_sig = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, C, T, H, W) -> same shape, scaled per channel."""
+        w = self.fc2_sig(self.fc2(self.fc1_act(self.fc1(self.avg_pool(x)))))
+        return x * w
+
+
+def create_x3d_block(
+    *,
+    dim_in: int,
+    dim_inner: int,
+    dim_out: int,
+    temporal_kernel: int = 3,
+    spatial_stride: int = 1,
+    block_idx: int = 0,
+    channelwise: bool = True,
+    se_ratio: float = 1.0 / 16,
+    swish_inner: bool = True,
+    norm_eps: float = 1e-5,
+    norm_momentum: float = 0.1,
+) -> nn.Module:
+    """X3D bottleneck branch (X3D Fig. 2), without the shortcut.
+
+    ::
+
+        a: 1x1x1 conv -> a_bn -> ReLU
+        b: kt x 3 x 3 conv, stride (1, s, s), channelwise -> b_bn -> [SE on even block_idx] -> Swish
+        c: 1x1x1 conv -> c_bn (transform_final_bn: zeroed when ZERO_INIT_FINAL_BN)
+
+    Args:
+        dim_in, dim_inner, dim_out: channel widths.
+        temporal_kernel: kt of the 3x3x3 conv.
+        spatial_stride: s, applied by conv b.
+        block_idx: position in the stage; SE exists on blocks 0, 2, 4, ...
+        channelwise: groups = dim_inner for conv b (X3D.CHANNELWISE_3x3x3).
+        se_ratio: SE width ratio (PySlowFast fixes it at 1/16); 0 disables SE.
+        swish_inner: Swish (SiLU) after conv b, else ReLU.
+        norm_eps, norm_momentum: BatchNorm3d settings.
+
+    Returns:
+        A module mapping (N, dim_in, T, H, W) to (N, dim_out, T, ceil(H/s), ceil(W/s)).
+    """
+    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+    layers["a"] = nn.Conv3d(dim_in, dim_inner, 1, bias=False)
+    layers["a_bn"] = nn.BatchNorm3d(dim_inner, eps=norm_eps, momentum=norm_momentum)
+    layers["a_relu"] = nn.ReLU(inplace=True)
+    layers["b"] = nn.Conv3d(
+        dim_inner,
+        dim_inner,
+        (temporal_kernel, 3, 3),
+        stride=(1, spatial_stride, spatial_stride),
+        padding=(temporal_kernel // 2, 1, 1),
+        groups=dim_inner if channelwise else 1,
+        bias=False,
+    )
+    layers["b_bn"] = nn.BatchNorm3d(dim_inner, eps=norm_eps, momentum=norm_momentum)
+    if se_ratio > 0 and (block_idx + 1) % 2:
+        layers["se"] = SqueezeExcite(dim_inner, se_ratio)
+    layers["b_relu"] = nn.SiLU() if swish_inner else nn.ReLU(inplace=True)
+    layers["c"] = nn.Conv3d(dim_inner, dim_out, 1, bias=False)
+    layers["c_bn"] = nn.BatchNorm3d(dim_out, eps=norm_eps, momentum=norm_momentum)
+    layers["c_bn"].transform_final_bn = True
+    return nn.Sequential(layers)
+
+
+class ResBlock(nn.Module):
+    """``relu(shortcut(x) + branch2(x))``; the shortcut is 1x1x1 conv (stride (1, s, s)) + BN when
+    ``dim_in != dim_out`` or ``s != 1``, else the identity (X3D / ResNet; spec #13, #15)."""
+
+    def __init__(self, *, branch2: nn.Module, dim_in: int, dim_out: int, spatial_stride: int,
+                 norm_eps: float = 1e-5, norm_momentum: float = 0.1):
+        super().__init__()
+        self.has_shortcut = dim_in != dim_out or spatial_stride != 1
+        if self.has_shortcut:
+            self.branch1 = nn.Conv3d(dim_in, dim_out, 1, stride=(1, spatial_stride, spatial_stride), bias=False)
+            self.branch1_bn = nn.BatchNorm3d(dim_out, eps=norm_eps, momentum=norm_momentum)
+        self.branch2 = branch2
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, dim_in, T, H, W) -> (N, dim_out, T, ceil(H/s), ceil(W/s))."""
+        shortcut = self.branch1_bn(self.branch1(x)) if self.has_shortcut else x
+        return self.relu(shortcut + self.branch2(x))
+
+
+def create_x3d_stem(*, dim_in: int, dim_out: int, temporal_kernel: int = 5, norm_eps: float = 1e-5,
+                    norm_momentum: float = 0.1) -> nn.Module:
+    """X3D stem: 1x3x3 conv stride (1, 2, 2), then a channelwise kt x 1 x 1 conv, BN, ReLU; no max pool.
+
+    Returns a module mapping (N, dim_in, T, H, W) to (N, dim_out, T, ceil(H/2), ceil(W/2)).
+    """
+    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+    layers["conv_xy"] = nn.Conv3d(dim_in, dim_out, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), bias=False)
+    layers["conv"] = nn.Conv3d(dim_out, dim_out, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0),
+                               groups=dim_out, bias=False)
+    layers["bn"] = nn.BatchNorm3d(dim_out, eps=norm_eps, momentum=norm_momentum)
+    layers["relu"] = nn.ReLU(inplace=True)
+    return nn.Sequential(layers)
+
+
+class VideoNet(nn.Module):
+    """Stem ``s1``, stages ``s2``..``s5`` and a head, run in that explicit order.
+
+    ``forward`` takes a tensor (N, C, T, H, W) or a list holding one (PySlowFast's pathway list) and
+    returns logits (N, num_classes) in train and eval mode.
+    """
+
+    def __init__(self, *, stem: nn.Module, stages: Sequence[nn.Module], head: nn.Module):
+        super().__init__()
+        self.s1 = nn.Sequential(OrderedDict(pathway0_stem=stem))
+        self.num_stages = len(stages)
+        for i, stage in enumerate(stages):
+            self.add_module(f"s{i + 2}", stage)
+        self.head = head
+
+    def forward(self, x: Union[torch.Tensor, List[torch.Tensor]]) -> torch.Tensor:
+        """x: (N, C, T, H, W) or [(N, C, T, H, W)] -> logits (N, num_classes)."""
+        if isinstance(x, (list, tuple)):
+            if len(x) != 1:
+                raise ValueError(f"expected one pathway, got {len(x)} tensors")
+            x = x[0]
+        x = self.s1(x)
+        for i in range(self.num_stages):
+            x = getattr(self, f"s{i + 2}")(x)
+        return self.head(x)
+
+
+def init_weights(model: nn.Module, *, fc_init_std: float = 0.01, zero_init_final_bn: bool = True) -> None:
+    """X3D's initialisation (PySlowFast ``init_weights``), applied in place.
+
+    Conv3d: MSRA fill (kaiming normal, fan_out, ReLU gain; bias 0). BatchNorm: weight 1, bias 0, weight 0
+    for a BN marked ``transform_final_bn`` when ``zero_init_final_bn``. Linear: normal(0, fc_init_std),
+    bias 0. Modules marked ``keep_init = True`` (and everything under them) keep the initialisation
+    their constructor gave them: MTNet marks its recurrent units so (see ``mtnet.py``).
+    """
+    skipped = set()
+    for module in model.modules():
+        if getattr(module, "keep_init", False):
+            skipped.update(id(m) for m in module.modules())
+    for module in model.modules():
+        if id(module) in skipped:
+            continue
+        if isinstance(module, nn.Conv3d):
+            c2_msra_fill(module)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+            zero = zero_init_final_bn and getattr(module, "transform_final_bn", False)
+            if module.weight is not None:
+                nn.init.constant_(module.weight, 0.0 if zero else 1.0)
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=fc_init_std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def x3d_parts(
+    *,
+    input_channel: int = 3,
+    input_clip_length: int = 16,
+    input_crop_size: int = 224,
+    num_classes: int = 400,
+    width_factor: float = 2.0,
+    depth_factor: float = 2.2,
+    bottleneck_factor: float = 2.25,
+    dim_c1: int = 12,
+    dim_c5: int = 2048,
+    scale_res2: bool = False,
+    channelwise: bool = True,
+    bn_lin5: bool = False,
+    dropout_rate: float = 0.5,
+    head_act: str = "softmax",
+    norm_eps: float = 1e-5,
+    norm_momentum: float = 0.1,
+    block: Callable[..., nn.Module] = create_x3d_block,
+    block_kwargs: Dict[str, Any] = None,
+    head: Union[str, Callable[..., nn.Module]] = "X3DHead",
+) -> Dict[str, Any]:
+    """Build the stem, stages and head of an X3D-shaped network (keyword arguments as ``create_x3d``).
+
+    Returns:
+        dict with ``stem``, ``stages`` (list of 4 modules) and ``head``, ready for ``VideoNet(**parts)``.
+    """
+    del input_clip_length, input_crop_size  # the head pools adaptively; kept for the builder's signature
+    block_kwargs = dict(block_kwargs or {})
+    norm = dict(norm_eps=norm_eps, norm_momentum=norm_momentum)
+    dim_stem = round_width(dim_c1, width_factor)
+    stem = create_x3d_stem(dim_in=input_channel, dim_out=dim_stem, **norm)
+
+    dim_base = round_width(dim_c1, 2.0, divisor=8) if scale_res2 else dim_c1
+    stages, dim_in = [], dim_stem
+    for stage_idx, blocks in enumerate(_BLOCK_BASIS):
+        if stage_idx > 0:
+            dim_base = round_width(dim_base, 2.0, divisor=8)
+        dim_out = round_width(dim_base, width_factor)
+        dim_inner = int(bottleneck_factor * dim_out)
+        res = OrderedDict()
+        for j in range(round_repeats(blocks, depth_factor)):
+            stride = 2 if j == 0 else 1
+            branch2 = block(dim_in=dim_in, dim_inner=dim_inner, dim_out=dim_out, temporal_kernel=3,
+                            spatial_stride=stride, block_idx=j, channelwise=channelwise, **norm, **block_kwargs)
+            res[f"pathway0_res{j}"] = ResBlock(branch2=branch2, dim_in=dim_in, dim_out=dim_out,
+                                               spatial_stride=stride, **norm)
+            dim_in = dim_out
+        stages.append(nn.Sequential(res))
+
+    head_fn = get_registered(HEAD_REGISTRY, head) if isinstance(head, str) else head
+    head_module = head_fn(dim_in=dim_in, dim_inner=dim_inner, dim_out=dim_c5, num_classes=num_classes,
+                          dropout_rate=dropout_rate, act=head_act, bn_lin5=bn_lin5, **norm)
+    return {"stem": stem, "stages": stages, "head": head_module}
+
+
+def create_x3d(*, fc_init_std: float = 0.01, zero_init_final_bn: bool = True, **kwargs: Any) -> VideoNet:
+    """X3D (Feichtenhofer, CVPR 2020) with a pluggable residual branch.
+
+    ::
+
+        input (N, 3, T, H, W)
+          s1: stem (1x3x3 stride 2 conv, 5x1x1 channelwise conv, BN, ReLU)      -> 24 x T x H/2
+          s2..s5: stages of ResBlock(block(...)); first block strides 2 in space -> 24, 48, 96, 192 wide
+          head: conv_5 1x1x1 + BN + ReLU, adaptive avg pool, lin_5 (+BN) + ReLU, dropout, linear
+        logits (N, num_classes)
+
+    Args:
+        input_channel: C of the input (DATA.INPUT_CHANNEL_NUM[0]).
+        input_clip_length: T (X3D-S 13, X3D-M/L 16); recorded only, the head pools adaptively.
+        input_crop_size: train crop (X3D-S 160, X3D-M 224, X3D-L 312); recorded only.
+        num_classes: classifier width.
+        width_factor: gamma_w (2.0 for X3D-S/M/L).
+        depth_factor: gamma_d (2.2 for X3D-S/M, 5.0 for X3D-L).
+        bottleneck_factor: inner width / stage width (2.25).
+        dim_c1: base width of the stem (12); dim_c5: width of lin_5 (2048).
+        scale_res2: double res2's width relative to dim_c1.
+        channelwise: depthwise 3x3x3 conv inside the blocks.
+        bn_lin5: BN after lin_5.
+        dropout_rate: dropout before the classifier.
+        head_act: activation the runtime should apply to the logits (``softmax`` | ``sigmoid`` | ``none``);
+            stored on the head, never applied in ``forward``.
+        norm_eps, norm_momentum: BatchNorm3d settings.
+        block: callable returning the residual branch, called with ``dim_in, dim_inner, dim_out,
+            temporal_kernel, spatial_stride, block_idx, channelwise, norm_eps, norm_momentum`` and
+            ``block_kwargs``; ``create_x3d_block`` (X3D) or ``create_mtblock`` (MTNet).
+        block_kwargs: extra keyword arguments for ``block``.
+        head: a name in ``HEAD_REGISTRY`` or a callable with the head contract (``build.py``).
+        fc_init_std: std of the classifier's normal init (MODEL.FC_INIT_STD).
+        zero_init_final_bn: zero the last BN of every residual branch (RESNET.ZERO_INIT_FINAL_BN).
+
+    Returns:
+        The network, initialised, in train mode.
+    """
+    model = VideoNet(**x3d_parts(**kwargs))
+    init_weights(model, fc_init_std=fc_init_std, zero_init_final_bn=zero_init_final_bn)
+    return model
+
+
+def x3d_args_from_config(cfg: Any) -> Dict[str, Any]:
+    """Map PySlowFast keys to ``create_x3d`` arguments (docs/design.md "Model contract")."""
+    mtnet = getattr(cfg, "MTNET", None)
+    return dict(
+        input_channel=int(cfg.DATA.INPUT_CHANNEL_NUM[0]),
+        input_clip_length=int(cfg.DATA.NUM_FRAMES),
+        input_crop_size=int(cfg.DATA.TRAIN_CROP_SIZE),
+        num_classes=int(cfg.MODEL.NUM_CLASSES),
+        width_factor=float(cfg.X3D.WIDTH_FACTOR),
+        depth_factor=float(cfg.X3D.DEPTH_FACTOR),
+        bottleneck_factor=float(cfg.X3D.BOTTLENECK_FACTOR),
+        dim_c1=int(cfg.X3D.DIM_C1),
+        dim_c5=int(cfg.X3D.DIM_C5),
+        scale_res2=bool(cfg.X3D.SCALE_RES2),
+        channelwise=bool(cfg.X3D.CHANNELWISE_3x3x3),
+        bn_lin5=bool(cfg.X3D.BN_LIN5),
+        dropout_rate=float(cfg.MODEL.DROPOUT_RATE),
+        head_act=str(cfg.MODEL.HEAD_ACT),
+        norm_eps=float(cfg.BN.EPSILON),
+        norm_momentum=float(cfg.BN.MOMENTUM),
+        head=str(getattr(mtnet, "HEAD", "X3DHead")) if mtnet is not None else "X3DHead",
+        fc_init_std=float(cfg.MODEL.FC_INIT_STD),
+        zero_init_final_bn=bool(cfg.RESNET.ZERO_INIT_FINAL_BN),
+    )
+
+
+@MODEL_REGISTRY.register()
+class X3D(VideoNet):
+    """X3D built from a PySlowFast config: ``X3D(cfg)``; the baseline MTNet is compared against."""
+
+    def __init__(self, cfg: Any):
+        args = self.from_config(cfg)
+        init = {k: args.pop(k) for k in ("fc_init_std", "zero_init_final_bn")}
+        super().__init__(**x3d_parts(**args))
+        init_weights(self, **init)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Dict[str, Any]:
+        """cfg -> ``create_x3d`` keyword arguments."""
+        return x3d_args_from_config(cfg)
