@@ -1,1 +1,32 @@
-"""mtnet_plugin.engine"""
+"""mtnet_plugin.engine: training, multi-view testing, checkpoints, multigrid and distributed launch.
+
+Public entry points: :func:`train`, :func:`test`, :func:`launch`, :func:`run` (what ``tools/run_net.py`` calls),
+:func:`setup_logging`.
+"""
+from .checkpoint import last_intact_checkpoint, load_checkpoint, save_checkpoint
+from .distributed import launch
+from .evaluate import test
+from .logs import log_json_stats, setup_logging
+from .lr_policy import get_lr_at_epoch
+from .multigrid import MultigridSchedule
+from .optim import construct_optimizer
+from .runner import build_run_cfg, run
+from .trainer import Trainer, TrainingDiverged, train
+
+__all__ = [
+    "MultigridSchedule",
+    "Trainer",
+    "TrainingDiverged",
+    "build_run_cfg",
+    "construct_optimizer",
+    "get_lr_at_epoch",
+    "last_intact_checkpoint",
+    "launch",
+    "load_checkpoint",
+    "log_json_stats",
+    "run",
+    "save_checkpoint",
+    "setup_logging",
+    "test",
+    "train",
+]

@@ -1,0 +1,241 @@
+"""Checkpoints in PySlowFast's layout (facts §8), written atomically and resumable.
+
+Layout: ``OUTPUT_DIR/checkpoints/[{TASK}_]checkpoint_epoch_{epoch + 1:05d}.pyth``, a dict with PySlowFast's keys
+``epoch`` (0-based, the epoch just finished), ``model_state``, ``optimizer_state``, ``cfg`` (YAML text) and
+``scaler_state`` (when ``TRAIN.MIXED_PRECISION``), plus our keys ``rng_state`` (torch / CUDA / numpy / python
+generators as tensors and numbers) and ``multigrid_phase``. Everything is a tensor, number, string or a container
+of those, so files load with ``torch.load(weights_only=True)`` — ours, and PySlowFast's.
+
+A write goes to a temporary file in the same directory, is flushed and fsynced, then renamed over the target
+(``os.replace``), so a crash never leaves a truncated ``.pyth``. Auto-resume still checks each candidate and skips
+one that does not load (e.g. truncated by a disk problem), with a warning.
+"""
+import logging
+import os
+import random
+import re
+import tempfile
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"checkpoint_epoch_(\d+)\.pyth$")
+
+
+def checkpoint_dir(output_dir: str) -> str:
+    """``OUTPUT_DIR/checkpoints``."""
+    return os.path.join(output_dir, "checkpoints")
+
+
+def checkpoint_path(output_dir: str, cur_epoch: int, task: str = "") -> str:
+    """Path of the checkpoint saved after 0-based epoch ``cur_epoch`` (its name holds ``cur_epoch + 1``)."""
+    name = f"checkpoint_epoch_{cur_epoch + 1:05d}.pyth"
+    return os.path.join(checkpoint_dir(output_dir), f"{task}_{name}" if task else name)
+
+
+def list_checkpoints(output_dir: str) -> "list[str]":
+    """Checkpoint files in ``OUTPUT_DIR/checkpoints``, oldest first (by the epoch in the name)."""
+    folder = checkpoint_dir(output_dir)
+    if not os.path.isdir(folder):
+        return []
+    found = [(int(m.group(1)), name) for name in os.listdir(folder) if (m := _NAME.search(name))]
+    return [os.path.join(folder, name) for _, name in sorted(found)]
+
+
+def read_checkpoint(path: str) -> dict:
+    """Load a checkpoint dict on CPU with ``weights_only=True`` (PySlowFast and our files both qualify)."""
+    with open(path, "rb") as f:
+        return torch.load(f, map_location="cpu", weights_only=True)
+
+
+def last_intact_checkpoint(output_dir: str) -> Tuple[Optional[str], Optional[dict]]:
+    """Newest checkpoint that loads and holds ``model_state``; broken ones are skipped with a warning.
+
+    Returns:
+        ``(path, checkpoint dict)``, or ``(None, None)`` when there is none.
+    """
+    for path in reversed(list_checkpoints(output_dir)):
+        try:
+            ckpt = read_checkpoint(path)
+        except Exception as err:  # truncated / corrupt file: fall back to an older one
+            logger.warning("Skipping unreadable checkpoint %s (%s: %s)", path, type(err).__name__, err)
+            continue
+        if not isinstance(ckpt, dict) or "model_state" not in ckpt:
+            logger.warning("Skipping %s: not a checkpoint dict with 'model_state'", path)
+            continue
+        return path, ckpt
+    return None, None
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP / DataParallel wrapper."""
+    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+
+
+def rng_state() -> dict:
+    """All generators' states as tensors and numbers (weights_only-safe)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "numpy_has_gauss": int(np_state[3]),
+        "numpy_cached_gaussian": float(np_state[4]),
+        "python_version": int(py_state[0]),
+        "python_state": torch.tensor(py_state[1], dtype=torch.int64),
+        "python_gauss": py_state[2],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    keys = state["numpy_keys"].numpy().astype(np.uint32)
+    np.random.set_state(
+        ("MT19937", keys, state["numpy_pos"], state["numpy_has_gauss"], state["numpy_cached_gaussian"])
+    )
+    random.setstate((state["python_version"], tuple(int(v) for v in state["python_state"]), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_save(obj, path: str) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace`` (never a partial file)."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pyth.partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save_checkpoint(
+    output_dir: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cur_epoch: int,
+    cfg,
+    scaler=None,
+    multigrid_phase: Optional[int] = None,
+) -> str:
+    """Write the checkpoint of 0-based epoch ``cur_epoch``; call it on the main rank only.
+
+    Returns:
+        The file written.
+    """
+    state = {
+        "epoch": int(cur_epoch),
+        "model_state": unwrap(model).state_dict(),
+        "optimizer_state": optimizer.state_dict(),
+        "cfg": cfg.dump(),
+        "rng_state": rng_state(),
+    }
+    if cfg.TRAIN.MIXED_PRECISION and scaler is not None:
+        state["scaler_state"] = scaler.state_dict()
+    if multigrid_phase is not None:
+        state["multigrid_phase"] = int(multigrid_phase)
+    path = checkpoint_path(output_dir, cur_epoch, cfg.get("TASK", ""))
+    atomic_save(state, path)
+    logger.info("Saved checkpoint %s", path)
+    return path
+
+
+def _strip_prefixes(name: str, prefixes) -> str:
+    for prefix in prefixes:
+        if prefix and name.startswith(prefix):
+            name = name[len(prefix) :]
+    return name
+
+
+def load_model_state(model: nn.Module, state: dict, clear_name_patterns=()) -> "dict[str, list]":
+    """Shape-matched, non-strict loading of ``state`` into ``model`` (facts §8), logging what did not load.
+
+    ``module.`` prefixes (DDP) are removed from the checkpoint's names and the model is unwrapped.
+
+    Returns:
+        ``{"loaded": [...], "shape_mismatch": [...], "unexpected": [...], "missing": [...]}`` (parameter names).
+    """
+    target = unwrap(model)
+    own = target.state_dict()
+    patterns = ("module.",) + tuple(clear_name_patterns)
+    report = {"loaded": [], "shape_mismatch": [], "unexpected": [], "missing": []}
+    matched = {}
+    for key, value in state.items():
+        name = _strip_prefixes(key, patterns)
+        if name not in own:
+            report["unexpected"].append(name)
+        elif tuple(own[name].shape) != tuple(value.shape):
+            report["shape_mismatch"].append(f"{name}: checkpoint {tuple(value.shape)} vs model {tuple(own[name].shape)}")
+        else:
+            matched[name] = value
+            report["loaded"].append(name)
+    report["missing"] = [k for k in own if k not in matched]
+    target.load_state_dict(matched, strict=False)
+    logger.info("Loaded %d/%d tensors of the model from the checkpoint", len(matched), len(own))
+    for kind in ("shape_mismatch", "unexpected", "missing"):
+        if report[kind]:
+            logger.warning("Not loaded (%s, %d): %s", kind, len(report[kind]), ", ".join(report[kind]))
+    return report
+
+
+def load_checkpoint(
+    path: str,
+    model: nn.Module,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    scaler=None,
+    epoch_reset: bool = False,
+    clear_name_patterns=(),
+    restore_rng: bool = False,
+    ckpt: Optional[dict] = None,
+) -> int:
+    """Load a checkpoint (ours or PySlowFast's ``.pyth``) into ``model`` and, unless ``epoch_reset``, the rest.
+
+    Args:
+        path: the file (read unless ``ckpt`` is given).
+        model: the model, possibly DDP-wrapped.
+        optimizer, scaler: restored when given, present in the file, and ``epoch_reset`` is False.
+        epoch_reset: ignore the file's epoch (fine-tuning starts at epoch 0).
+        clear_name_patterns: name prefixes to strip (``TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN``).
+        restore_rng: restore the RNG state saved in the file (auto-resume).
+        ckpt: the already-loaded dict.
+
+    Returns:
+        The 0-based epoch stored in the file, or -1 with ``epoch_reset`` or when it has none.
+    """
+    ckpt = read_checkpoint(path) if ckpt is None else ckpt
+    if not isinstance(ckpt, dict) or "model_state" not in ckpt:
+        raise ValueError(f"{path} is not a checkpoint dict with 'model_state'")
+    logger.info("Loading checkpoint %s", path)
+    load_model_state(model, ckpt["model_state"], clear_name_patterns)
+    if epoch_reset or "epoch" not in ckpt:
+        return -1
+    if optimizer is not None and "optimizer_state" in ckpt:
+        optimizer.load_state_dict(ckpt["optimizer_state"])
+    if scaler is not None and ckpt.get("scaler_state"):
+        scaler.load_state_dict(ckpt["scaler_state"])
+    if restore_rng and "rng_state" in ckpt:
+        set_rng_state(ckpt["rng_state"])
+    return int(ckpt["epoch"])

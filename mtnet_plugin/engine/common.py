@@ -1,0 +1,73 @@
+"""Set-up shared by training and testing: seeds, model on its device, config dump, batch transfer."""
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtnet_plugin.models import build_model
+
+from .distributed import device_for, get_world_size, is_dist, is_main_process
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch (PySlowFast seeds every rank with RNG_SEED)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def save_config(cfg, output_dir: str, name: str = CONFIG_FILE) -> str:
+    """Write ``cfg.dump()`` to ``OUTPUT_DIR/name`` (main rank) and return the path."""
+    path = os.path.join(output_dir, name)
+    if is_main_process():
+        os.makedirs(output_dir, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(cfg.dump())
+    return path
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_model_on_device(cfg, *, train: bool) -> "tuple[nn.Module, torch.device]":
+    """``build_model(cfg)`` on this process's device; for training under DDP, SyncBN (if asked) and the wrapper.
+
+    Returns:
+        ``(model, device)``; the model is DDP-wrapped only when training in a process group.
+    """
+    device = device_for(cfg)
+    model = build_model(cfg)
+    logger.info("Model %s: %s parameters", type(model).__name__, f"{count_params(model):,}")
+    if cfg.LOG_MODEL_INFO and is_main_process():
+        logger.debug("Model:\n%s", model)
+    if cfg.BN.NORM_TYPE == "sub_batchnorm":
+        logger.warning("BN.NORM_TYPE sub_batchnorm is not implemented: using the model's plain BatchNorm")
+    model = model.to(device)
+    if train and is_dist():
+        if cfg.BN.NORM_TYPE == "sync_batchnorm":
+            if device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                logger.info("BatchNorm layers converted to SyncBatchNorm over %d processes", get_world_size())
+            else:
+                logger.warning("BN.NORM_TYPE sync_batchnorm needs CUDA; keeping per-process BatchNorm on CPU")
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, output_device=None
+        )
+    return model, device
+
+
+def to_device(batch: dict, device: torch.device) -> "tuple[torch.Tensor, torch.Tensor]":
+    """``(inputs, labels)`` of a collated batch on ``device``; a pathway list holding one tensor is unpacked."""
+    inputs = batch["inputs"]
+    if isinstance(inputs, (list, tuple)):
+        inputs = inputs[0]
+    non_blocking = device.type == "cuda"
+    return inputs.to(device, non_blocking=non_blocking), batch["label"].to(device, non_blocking=non_blocking)

@@ -1,0 +1,167 @@
+"""Hooks of the training loop: everything but batch -> forward -> loss -> backward -> step (style habit 12).
+
+A hook sees the :class:`~mtnet_plugin.engine.trainer.Trainer` and may act before/after the run, an epoch or a
+step. The default list (``default_hooks``) is, in order: LR schedule, iteration writer, epoch writer, precise BN,
+checkpointer, evaluator, curve plotter.
+"""
+import logging
+import time
+
+import torch
+from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
+
+from mtnet_plugin import data as mt_data
+
+from .checkpoint import save_checkpoint, unwrap
+from .distributed import barrier, is_main_process
+from .evaluate import predict, video_scores
+from .logs import log_json_stats
+from .lr_policy import get_lr_at_epoch
+from .meters import ValMeter
+from .optim import set_lr
+from .plots import plot_training_curves
+
+logger = logging.getLogger(__name__)
+
+
+class HookBase:
+    """No-op hook; subclasses override what they need."""
+
+    def before_train(self, trainer) -> None:
+        pass
+
+    def before_epoch(self, trainer) -> None:
+        pass
+
+    def before_step(self, trainer) -> None:
+        pass
+
+    def after_step(self, trainer) -> None:
+        pass
+
+    def after_epoch(self, trainer) -> None:
+        pass
+
+    def after_train(self, trainer) -> None:
+        pass
+
+
+class LRScheduler(HookBase):
+    """Sets the LR every iteration from the fractional epoch and the phase cfg (facts §9.1)."""
+
+    def before_step(self, trainer) -> None:
+        epoch = trainer.epoch + trainer.iter / trainer.iters_per_epoch
+        trainer.lr = get_lr_at_epoch(trainer.phase_cfg, epoch)
+        set_lr(trainer.optimizer, trainer.lr)
+
+
+class IterationWriter(HookBase):
+    """``train_iter_`` json stats every ``LOG_PERIOD`` iterations (stdout / stdout.log only, as PySlowFast)."""
+
+    def __init__(self, period: int):
+        self.period = max(1, period)
+
+    def after_step(self, trainer) -> None:
+        if (trainer.iter + 1) % self.period == 0 and is_main_process():
+            log_json_stats(trainer.meter.iter_stats(trainer.epoch, trainer.iter))
+
+
+class EpochWriter(HookBase):
+    """``train_epoch`` json stats, also appended to ``OUTPUT_DIR/json_stats.log``; data failures named."""
+
+    def after_epoch(self, trainer) -> None:
+        stats = trainer.meter.epoch_stats(trainer.epoch)
+        if stats["data_failures"]:
+            logger.warning("Epoch %d: %d data failure(s), replaced by other samples: %s", trainer.epoch + 1,
+                           stats["data_failures"], ", ".join(stats["data_failure_paths"]))
+        if is_main_process():
+            log_json_stats(stats, trainer.output_dir)
+        trainer.last_train_stats = stats
+
+
+class PreciseBN(HookBase):
+    """Recompute BN statistics with fvcore's ``update_bn_stats`` before checkpoint/eval epochs (facts §9.3)."""
+
+    def __init__(self, num_batches: int):
+        self.num_batches = num_batches
+
+    def after_epoch(self, trainer) -> None:
+        if not (trainer.is_eval_epoch(trainer.epoch) or trainer.is_checkpoint_epoch(trainer.epoch)):
+            return
+        model = unwrap(trainer.model)
+        if not get_bn_modules(model):
+            return
+        loader = mt_data.build_loader(trainer.phase_cfg, "train", is_precise_bn=True)
+        num_iters = min(self.num_batches, len(loader))
+        device = trainer.device
+
+        def inputs():
+            for batch in loader:
+                x = batch["inputs"]
+                yield (x[0] if isinstance(x, (list, tuple)) else x).to(device)
+
+        logger.info("Precise BN over %d batches", num_iters)
+        with torch.autocast(device.type, dtype=trainer.amp_dtype, enabled=trainer.amp_dtype is not None):
+            update_bn_stats(model, inputs(), num_iters)
+
+
+class Checkpointer(HookBase):
+    """Saves ``checkpoint_epoch_{epoch+1:05d}.pyth`` on checkpoint epochs (main rank) and remembers it."""
+
+    def after_epoch(self, trainer) -> None:
+        if not trainer.is_checkpoint_epoch(trainer.epoch):
+            return
+        if is_main_process():
+            trainer.last_checkpoint = save_checkpoint(
+                trainer.output_dir, trainer.model, trainer.optimizer, trainer.epoch, trainer.cfg,
+                trainer.scaler, multigrid_phase=trainer.phase_index,
+            )
+        barrier()
+
+
+class Evaluator(HookBase):
+    """Validation on eval epochs: top-1/top-5 error and mean per-class accuracy (``val_epoch`` json stats)."""
+
+    def __init__(self):
+        self.loader = None
+        self.unavailable = False
+        self.meter = None
+
+    def after_epoch(self, trainer) -> None:
+        if self.unavailable or not trainer.is_eval_epoch(trainer.epoch):
+            return
+        if self.loader is None:
+            try:
+                self.loader = mt_data.build_loader(trainer.cfg, "val")
+            except FileNotFoundError as err:
+                logger.warning("No validation split (%s): training runs without evaluation", err)
+                self.unavailable = True
+                return
+            self.meter = ValMeter(trainer.max_epoch)
+        start = time.perf_counter()
+        records = predict(trainer.model, self.loader, trainer.device, trainer.cfg.LOG_PERIOD, "val")
+        trainer.model.train()
+        num_classes = trainer.cfg.MODEL.NUM_CLASSES
+        scores, labels, _, info = video_scores(records, num_classes, "sum")
+        failures = [{"path": e["path"]} for e in info.values() if e["failed_views"]]
+        stats = self.meter.epoch_stats(trainer.epoch, scores, labels, num_classes, failures,
+                                       time.perf_counter() - start)
+        if is_main_process():
+            log_json_stats(stats, trainer.output_dir)
+        trainer.last_val_stats = stats
+
+
+class CurvePlotter(HookBase):
+    """Loss / LR / accuracy curves from ``json_stats.log`` after training (main rank)."""
+
+    def after_train(self, trainer) -> None:
+        if is_main_process():
+            trainer.curves_png = plot_training_curves(trainer.output_dir)
+
+
+def default_hooks(cfg) -> list:
+    hooks = [LRScheduler(), IterationWriter(cfg.LOG_PERIOD), EpochWriter()]
+    if cfg.BN.USE_PRECISE_STATS:
+        hooks.append(PreciseBN(cfg.BN.NUM_BATCHES_PRECISE))
+    hooks += [Checkpointer(), Evaluator(), CurvePlotter()]
+    return hooks

@@ -1,0 +1,80 @@
+"""``run(cfg)``: what ``tools/run_net.py`` does with one config — train and/or test, then say where outputs are."""
+import logging
+import os
+from typing import Optional
+
+from mtnet_plugin.config import assert_and_infer_cfg, load_config
+from mtnet_plugin.models import MODEL_REGISTRY, registered_names
+from mtnet_plugin.models.build import model_name_from_config
+
+from .checkpoint import checkpoint_dir
+from .distributed import is_main_process, launch
+from .evaluate import RESULTS_FILE, test
+from .logs import JSON_STATS_FILE, setup_logging
+from .plots import CONFUSION_FILE, CURVES_FILE
+from .trainer import train
+
+logger = logging.getLogger(__name__)
+
+
+def _train_then_test(cfg) -> dict:
+    """Run in every process: ``train`` when TRAIN.ENABLE, then ``test`` when TEST.ENABLE."""
+    out = {}
+    if cfg.TRAIN.ENABLE:
+        out["train"] = train(cfg)
+    if cfg.TEST.ENABLE:
+        out["test"] = test(cfg)
+    return out
+
+
+def output_locations(output_dir: str) -> "dict[str, str]":
+    """The run's output files that exist."""
+    paths = {
+        "config": os.path.join(output_dir, "config.yaml"),
+        "log": os.path.join(output_dir, "stdout.log"),
+        "json_stats": os.path.join(output_dir, JSON_STATS_FILE),
+        "curves": os.path.join(output_dir, CURVES_FILE),
+        "checkpoints": checkpoint_dir(output_dir),
+        "test_results": os.path.join(output_dir, RESULTS_FILE),
+        "confusion_matrix": os.path.join(output_dir, CONFUSION_FILE),
+    }
+    return {k: v for k, v in paths.items() if os.path.exists(v)}
+
+
+def run(cfg, init_method: Optional[str] = None) -> dict:
+    """Set up logging in OUTPUT_DIR, then train/test ``cfg`` through :func:`launch`; log where the outputs are.
+
+    Args:
+        cfg: a validated, frozen config.
+        init_method: PySlowFast's ``--init_method`` (multi-machine runs without torchrun).
+
+    Returns:
+        ``{"train": summary, "test": results, "outputs": {name: path}}`` in this process (empty when spawned).
+    """
+    setup_logging(cfg.OUTPUT_DIR)
+    result = launch(cfg, _train_then_test, init_method) or {}
+    if is_main_process():
+        result["outputs"] = output_locations(cfg.OUTPUT_DIR)
+        test_res = result.get("test")
+        if test_res:
+            logger.info("Test: top-1 %.2f%%, top-%d %.2f%%, mean class acc %.2f%% over %d videos (%d failed)",
+                        test_res["top1"], test_res["top5_k"], test_res["top5"], test_res["mean_class_acc"],
+                        test_res["num_videos"], len(test_res["failed_videos"]))
+        for name, path in result["outputs"].items():
+            logger.info("Output %-16s %s", name + ":", path)
+    return result
+
+
+def build_run_cfg(cfg_file: str, opts=(), num_shards: int = 1, shard_id: int = 0):
+    """PySlowFast's ``load_config`` + ``assert_and_infer_cfg`` for one file: the frozen, validated run cfg.
+
+    Args:
+        cfg_file: a YAML config (``_BASE_`` allowed).
+        opts: ``KEY VALUE ...`` overrides (``--opts``).
+        num_shards, shard_id: ``--num_shards`` / ``--shard_id``.
+    """
+    cfg = load_config([cfg_file], list(opts or []))
+    cfg.NUM_SHARDS, cfg.SHARD_ID = num_shards, shard_id
+    return assert_and_infer_cfg(
+        cfg, model_name=model_name_from_config(cfg), registered_models=registered_names(MODEL_REGISTRY)
+    )

@@ -1,0 +1,231 @@
+"""``train(cfg)``: PySlowFast's training semantics (facts §9) on CPU, one GPU, or many through DDP.
+
+The :class:`Trainer` owns the state and runs batch -> forward -> loss -> backward -> step; the LR schedule,
+logging, precise BN, checkpoints, evaluation and plots are hooks (``hooks.py``). With ``MULTIGRID.LONG_CYCLE`` /
+``SHORT_CYCLE`` the run follows a :class:`~mtnet_plugin.engine.multigrid.MultigridSchedule`: each epoch gets its
+phase's cfg (a new cfg, logged when it changes) and the train loader is rebuilt when the phase's batch, frames or
+crop change; the model and optimizer are kept (heads pool adaptively).
+
+Mixed precision (``TRAIN.MIXED_PRECISION``) runs on CUDA only: bf16 autocast where the GPU supports it, else fp16
+with a ``GradScaler``; on CPU it warns and trains in fp32. A NaN/inf loss, or a loss above
+``TRAIN.KILL_LOSS_EXPLOSION_FACTOR`` times the median of the recent losses, stops training with
+:class:`TrainingDiverged` before the step is taken; the last checkpoint on disk is from a good epoch.
+"""
+import logging
+import math
+import statistics
+import time
+from collections import deque
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from mtnet_plugin import data as mt_data
+
+from .checkpoint import last_intact_checkpoint, load_checkpoint
+from .common import build_model_on_device, save_config, set_seed, to_device
+from .distributed import all_reduce_mean, get_world_size, is_main_process
+from .hooks import default_hooks
+from .lr_policy import get_lr_at_epoch
+from .meters import TrainMeter, topk_errors
+from .multigrid import MultigridSchedule
+from .optim import construct_optimizer
+
+logger = logging.getLogger(__name__)
+
+_LOSSES = {"cross_entropy": F.cross_entropy}
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN/inf or exploded; the message names the last good checkpoint."""
+
+
+def amp_dtype_for(cfg, device: torch.device) -> Optional[torch.dtype]:
+    """Autocast dtype: None (fp32) unless MIXED_PRECISION on CUDA; bf16 where supported, else fp16."""
+    if not cfg.TRAIN.MIXED_PRECISION:
+        return None
+    if device.type != "cuda":
+        logger.warning("TRAIN.MIXED_PRECISION needs CUDA: training in float32 on %s", device)
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+class Trainer:
+    """State of one training run. ``Trainer(cfg).train()`` is :func:`train`.
+
+    Attributes read by hooks: ``cfg`` (run cfg), ``phase_cfg`` (this epoch's), ``model``, ``optimizer``, ``scaler``,
+    ``device``, ``amp_dtype``, ``epoch``, ``iter``, ``iters_per_epoch``, ``max_epoch``, ``meter``, ``lr``,
+    ``output_dir``, ``phase_index``, ``last_checkpoint``.
+    """
+
+    def __init__(self, cfg, hooks=None):
+        self.multigrid = None
+        if cfg.MULTIGRID.LONG_CYCLE or cfg.MULTIGRID.SHORT_CYCLE:
+            self.multigrid = MultigridSchedule(cfg)
+        self.cfg = self.multigrid.cfg if self.multigrid else cfg
+        self.output_dir = cfg.OUTPUT_DIR
+        self.max_epoch = self.cfg.SOLVER.MAX_EPOCH
+        set_seed(cfg.RNG_SEED)
+        self.model, self.device = build_model_on_device(self.cfg, train=True)
+        self.optimizer = construct_optimizer(self.model, self.cfg)
+        self.amp_dtype = amp_dtype_for(self.cfg, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        if self.cfg.MODEL.LOSS_FUNC not in _LOSSES:
+            raise ValueError(f"MODEL.LOSS_FUNC {self.cfg.MODEL.LOSS_FUNC!r} not supported ({sorted(_LOSSES)})")
+        self.loss_fn = _LOSSES[self.cfg.MODEL.LOSS_FUNC]
+        self.last_checkpoint: Optional[str] = None
+        self.start_epoch = self._resume()
+        self.hooks = default_hooks(self.cfg) if hooks is None else hooks
+        self.epoch = self.iter = 0
+        self.iters_per_epoch = 1
+        self.lr = 0.0
+        self.phase_cfg = self.cfg
+        self.phase_index = 0
+        self.loader = None
+        self._loader_key = None
+        self.recent_losses = deque(maxlen=20)
+        self.last_train_stats = self.last_val_stats = None
+        self.curves_png = None
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def _resume(self) -> int:
+        """Auto-resume from the newest intact checkpoint, else TRAIN.CHECKPOINT_FILE_PATH; returns the start epoch."""
+        cfg = self.cfg
+        if cfg.TRAIN.AUTO_RESUME:
+            path, ckpt = last_intact_checkpoint(self.output_dir)
+            if path:
+                epoch = load_checkpoint(path, self.model, self.optimizer, self.scaler, restore_rng=True, ckpt=ckpt)
+                self.last_checkpoint = path
+                logger.info("Resuming from %s: epoch %d done, continuing at epoch %d", path, epoch + 1, epoch + 2)
+                return epoch + 1
+        if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+            if cfg.TRAIN.CHECKPOINT_TYPE != "pytorch" or cfg.TRAIN.CHECKPOINT_INFLATE:
+                raise NotImplementedError(
+                    "TRAIN.CHECKPOINT_TYPE caffe2 and TRAIN.CHECKPOINT_INFLATE are not supported; "
+                    "convert the weights to a PyTorch .pyth first"
+                )
+            epoch = load_checkpoint(
+                cfg.TRAIN.CHECKPOINT_FILE_PATH, self.model, self.optimizer, self.scaler,
+                epoch_reset=cfg.TRAIN.CHECKPOINT_EPOCH_RESET,
+                clear_name_patterns=tuple(cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN),
+            )
+            return epoch + 1
+        return 0
+
+    def is_eval_epoch(self, epoch: int) -> bool:
+        if self.multigrid:
+            return self.multigrid.is_eval_epoch(epoch)
+        return epoch + 1 == self.max_epoch or (epoch + 1) % self.cfg.TRAIN.EVAL_PERIOD == 0
+
+    def is_checkpoint_epoch(self, epoch: int) -> bool:
+        if self.multigrid:
+            return self.multigrid.is_checkpoint_epoch(epoch)
+        return epoch + 1 == self.max_epoch or (epoch + 1) % self.cfg.TRAIN.CHECKPOINT_PERIOD == 0
+
+    def _prepare_epoch(self) -> None:
+        """This epoch's phase cfg and (re)built train loader."""
+        if self.multigrid:
+            self.phase_cfg = self.multigrid.phase_cfg(self.epoch)
+            self.phase_index = self.multigrid.phase_index(self.epoch)
+        key = (self.phase_cfg.TRAIN.BATCH_SIZE, self.phase_cfg.DATA.NUM_FRAMES, self.phase_cfg.DATA.TRAIN_CROP_SIZE)
+        if key != self._loader_key:
+            if self._loader_key is not None or self.multigrid:
+                logger.info("Multigrid phase %d from epoch %d: batch %d, %d frames, crop %d, LR at start %.6g",
+                            self.phase_index, self.epoch + 1, *key, get_lr_at_epoch(self.phase_cfg, self.epoch))
+            self.loader = mt_data.build_loader(self.phase_cfg, "train")
+            self._loader_key = key
+        mt_data.shuffle_loader(self.loader, self.epoch)
+        self.iters_per_epoch = max(1, len(self.loader))
+        self.meter = TrainMeter(self.iters_per_epoch, self.max_epoch, self.cfg.LOG_PERIOD)
+
+    # --------------------------------------------------------------------------------------------- the loop
+    def train(self) -> dict:
+        """Run epochs ``start_epoch .. MAX_EPOCH - 1``; returns a summary (paths and last stats)."""
+        logger.info(
+            "Training epochs %d..%d on %s x %d process(es); LR policy %s, base LR %g, LR at start %.6g",
+            self.start_epoch + 1, self.max_epoch, self.device, get_world_size(), self.cfg.SOLVER.LR_POLICY,
+            self.cfg.SOLVER.BASE_LR, get_lr_at_epoch(self.multigrid.phase_cfg(self.start_epoch)
+                                                     if self.multigrid else self.cfg, self.start_epoch),
+        )
+        for hook in self.hooks:
+            hook.before_train(self)
+        for self.epoch in range(self.start_epoch, self.max_epoch):
+            self._prepare_epoch()
+            for hook in self.hooks:
+                hook.before_epoch(self)
+            self.model.train()
+            t_data = time.perf_counter()
+            for self.iter, batch in enumerate(self.loader):
+                dt_data = time.perf_counter() - t_data
+                self.run_step(batch, dt_data)
+                t_data = time.perf_counter()
+            for hook in self.hooks:
+                hook.after_epoch(self)
+        for hook in self.hooks:
+            hook.after_train(self)
+        return {
+            "output_dir": self.output_dir,
+            "max_epoch": self.max_epoch,
+            "last_checkpoint": self.last_checkpoint,
+            "train_stats": self.last_train_stats,
+            "val_stats": self.last_val_stats,
+            "curves_png": self.curves_png,
+        }
+
+    def run_step(self, batch: dict, dt_data: float = 0.0) -> None:
+        """One iteration: forward, loss (checked), backward, optional clipping, step."""
+        t_net = time.perf_counter()
+        for hook in self.hooks:
+            hook.before_step(self)
+        inputs, labels = to_device(batch, self.device)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            logits = self.model(inputs)
+        loss = self.loss_fn(logits.float(), labels)
+        top1, top5 = topk_errors(logits.detach().float(), labels, (1, 5))
+        loss_value, top1, top5 = all_reduce_mean([loss.item(), top1, top5], self.device)
+        self._check_loss(loss_value)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = self._clip_gradients()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.recent_losses.append(loss_value)
+        self.meter.update(loss_value, top1, top5, self.lr, grad_norm, labels.shape[0] * get_world_size(),
+                          dt_data, time.perf_counter() - t_net, batch.get("failures", []))
+        for hook in self.hooks:
+            hook.after_step(self)
+
+    def _clip_gradients(self) -> float:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        solver = self.cfg.SOLVER
+        if solver.CLIP_GRAD_VAL:
+            torch.nn.utils.clip_grad_value_(params, solver.CLIP_GRAD_VAL)
+        if solver.CLIP_GRAD_L2NORM:
+            return float(torch.nn.utils.clip_grad_norm_(params, solver.CLIP_GRAD_L2NORM))
+        return float(torch.nn.utils.clip_grad_norm_(params, float("inf")))
+
+    def _check_loss(self, loss: float) -> None:
+        where = f"epoch {self.epoch + 1}, iteration {self.iter + 1}"
+        keep = f"The last good checkpoint is {self.last_checkpoint or '(none yet)'}; lower SOLVER.BASE_LR or check the data."
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"Loss is {loss} at {where}. Training stopped. {keep}")
+        factor = self.cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR
+        if factor > 0 and len(self.recent_losses) >= 3:
+            ref = statistics.median(self.recent_losses)
+            if loss > factor * ref:
+                raise TrainingDiverged(
+                    f"Loss exploded at {where}: {loss:.4g} > TRAIN.KILL_LOSS_EXPLOSION_FACTOR ({factor}) x recent "
+                    f"median {ref:.4g}. Training stopped. {keep}"
+                )
+
+
+def train(cfg) -> dict:
+    """Train ``cfg`` (frozen, validated): see the module docstring. Returns :meth:`Trainer.train`'s summary."""
+    if is_main_process():
+        save_config(cfg, cfg.OUTPUT_DIR)
+    trainer = Trainer(cfg)
+    if trainer.multigrid and is_main_process():
+        save_config(trainer.cfg, cfg.OUTPUT_DIR, "config_multigrid.yaml")
+    return trainer.train()

@@ -1,0 +1,37 @@
+#!/usr/bin/env python
+"""Train and/or test with a PySlowFast-style config (PySlowFast's ``tools/run_net.py`` CLI).
+
+    python tools/run_net.py --cfg configs/HACS/MTNet_M.yaml --opts NUM_GPUS 1 OUTPUT_DIR out/
+    torchrun --nproc_per_node 2 tools/run_net.py --cfg my.yaml --opts NUM_GPUS 0 DATA_LOADER.NUM_WORKERS 2
+    python tools/run_net.py --cfg my.yaml --init_method tcp://host0:9999 --num_shards 2 --shard_id 0
+
+Each ``--cfg`` file is run in turn: training when ``TRAIN.ENABLE``, then testing when ``TEST.ENABLE``.
+"""
+import argparse
+import sys
+
+from mtnet_plugin.engine import build_run_cfg, run
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shard_id", type=int, default=0, help="index of this machine (NUM_SHARDS machines)")
+    parser.add_argument("--num_shards", type=int, default=1, help="number of machines")
+    parser.add_argument("--init_method", default="tcp://localhost:9999",
+                        help="process-group rendezvous for multi-machine runs without torchrun")
+    parser.add_argument("--cfg", dest="cfg_files", nargs="+", required=True, help="config YAML file(s)")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE ... overrides")
+    if argv is None and len(sys.argv) == 1:
+        parser.print_help()
+        sys.exit(1)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    for path in args.cfg_files:
+        run(build_run_cfg(path, args.opts, args.num_shards, args.shard_id), init_method=args.init_method)
+
+
+if __name__ == "__main__":
+    main()
