@@ -191,6 +191,6 @@ def test_jit_trace_matches_eager(groups):
     x1, x2 = torch.randn(2, 8, 6, 9, 8), torch.randn(2, 8, 6, 9, 8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(m, (x1,))
+        traced = torch.jit.trace(m, (x1,), check_trace=False)
     for x in (x1, x2):
         torch.testing.assert_close(traced(x), m(x))

@@ -1,4 +1,5 @@
 """mtnet_plugin.layers: nn.Modules over ops: MTConv (Eq. 1-4), SqueezeRecursion (Eq. 8-11), MTBlock."""
+from .mtblock import MTBlock
 from .mtconv import MTConv, split_channels
 from .cells import PeepholeLSTM
 from .prolonged import ProlongedDownsample, TrilinearResize
@@ -6,6 +7,7 @@ from .squeeze_recursion import CELLS, SqueezeRecursion, build_cell
 
 __all__ = [
     "CELLS",
+    "MTBlock",
     "MTConv",
     "PeepholeLSTM",
     "ProlongedDownsample",
