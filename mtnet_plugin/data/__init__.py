@@ -1,1 +1,28 @@
-"""mtnet_plugin.data"""
+"""mtnet_plugin.data: Kinetics-style video lists, PyAV decoding with seeking, clip sampling, tensor transforms.
+
+Engine contract (docs/design.md): ``build_dataset``, ``build_loader``, ``shuffle_loader``, ``collate``.
+Tools: ``probe_video``, ``decode_clip``, ``decode_frames``, ``VideoReader``, ``VideoDecodeError``.
+"""
+from .decoder import VideoDecodeError, VideoInfo, VideoReader, decode_clip, decode_frames, probe_video
+from .kinetics import KineticsDataset
+from .loader import build_dataset, build_loader, collate, shuffle_loader
+from .short_cycle import ShortCycleBatchSampler
+from .video_list import VideoEntry, VideoListError, read_video_list
+
+__all__ = [
+    "KineticsDataset",
+    "ShortCycleBatchSampler",
+    "VideoDecodeError",
+    "VideoEntry",
+    "VideoInfo",
+    "VideoListError",
+    "VideoReader",
+    "build_dataset",
+    "build_loader",
+    "collate",
+    "decode_clip",
+    "decode_frames",
+    "probe_video",
+    "read_video_list",
+    "shuffle_loader",
+]

@@ -1,0 +1,252 @@
+"""Reading frames from video files with PyAV, seeking to the clip instead of decoding the whole video.
+
+Public API (also used by tools such as check_videos and predict):
+
+- :func:`probe_video` -> :class:`VideoInfo` (fps, frame count, size, whether there is a video stream).
+- :func:`decode_frames` -> the frames at given indices, ``uint8 (T, H, W, 3)`` RGB.
+- :func:`decode_clip` -> one clip sampled as the dataset samples it (PySlowFast semantics, see ``sampling``).
+- :class:`VideoReader` keeps one file open for several of these calls.
+- Every failure (missing, empty, unreadable or truncated file, no video stream, codec error) raises
+  :class:`VideoDecodeError` naming the path and the reason.
+
+Frame ``i`` is the frame whose presentation time is ``i / fps`` after the stream's start. To read frames
+``[a, b]`` the reader seeks to the key frame at or before ``a`` and decodes forward only until ``b``. PyAV is used
+directly: pytorchvideo's ``EncodedVideoPyAV`` selects by seconds and returns float frames, while the PySlowFast
+pipeline we follow indexes frames.
+"""
+import logging
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import av
+import numpy as np
+import torch
+from iopath.common.file_io import g_pathmgr
+
+from .sampling import clip_frame_indices, clip_size_frames, get_start_end_idx
+
+logger = logging.getLogger(__name__)
+
+
+class VideoDecodeError(RuntimeError):
+    """A video that cannot be read. ``path`` and ``reason`` are kept as attributes."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` learns from a file's headers (no frame is decoded).
+
+    Attributes:
+        path: the file.
+        has_video: whether it holds a video stream (False for audio-only files; then the rest is 0).
+        fps: average frame rate of the video stream.
+        num_frames: frames in the stream (header count, else counted from the packets).
+        width, height: frame size in pixels.
+        duration: seconds, ``num_frames / fps``.
+        codec: decoder name, e.g. ``h264``.
+    """
+
+    path: str
+    has_video: bool
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    duration: float
+    codec: str
+
+
+def _local_path(path: str) -> str:
+    """A local file for ``path`` (iopath URIs are fetched to its cache); raises VideoDecodeError if missing/empty."""
+    try:
+        local = g_pathmgr.get_local_path(path)
+    except Exception as e:  # iopath raises handler-specific errors for remote paths
+        raise VideoDecodeError(path, f"cannot fetch: {type(e).__name__}: {e}") from e
+    if not os.path.exists(local):
+        raise VideoDecodeError(path, "file not found")
+    if os.path.isdir(local):
+        raise VideoDecodeError(path, "is a directory, not a video file")
+    if os.path.getsize(local) == 0:
+        raise VideoDecodeError(path, "empty file (0 bytes)")
+    return local
+
+
+class VideoReader:
+    """An open video file: ``with VideoReader(path) as r: info = r.info; frames = r.frames([0, 5, 9])``.
+
+    Args:
+        path: local path or iopath URI.
+        threads: let FFmpeg decode with several threads (``DATA_LOADER.ENABLE_MULTI_THREAD_DECODE``).
+
+    Raises:
+        VideoDecodeError: the file is missing, empty or not a media file PyAV can open.
+    """
+
+    def __init__(self, path: str, *, threads: bool = False):
+        self.path = path
+        local = _local_path(path)
+        try:
+            self._container = av.open(local)
+        except (av.error.FFmpegError, UnicodeDecodeError, OSError, ValueError) as e:
+            raise VideoDecodeError(path, f"cannot open as a video ({type(e).__name__}: {e})") from e
+        streams = self._container.streams.video
+        self._stream = streams[0] if streams else None
+        if self._stream is not None and threads:
+            self._stream.thread_type = "AUTO"
+        self.info = self._probe()
+        # Frames the last ``frames()`` call decoded (seeking keeps this near the clip's length).
+        self.last_decoded = 0
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _probe(self) -> VideoInfo:
+        s = self._stream
+        if s is None:
+            return VideoInfo(self.path, False, 0.0, 0, 0, 0, 0.0, "")
+        rate = s.average_rate or s.guessed_rate or s.base_rate
+        if not rate:
+            raise VideoDecodeError(self.path, "video stream has no frame rate")
+        self._rate = Fraction(rate)
+        self._time_base = Fraction(s.time_base)
+        self._start_pts = s.start_time or 0
+        num_frames = int(s.frames or 0)
+        if num_frames <= 0:
+            num_frames = self._count_packets()
+        if num_frames <= 0:
+            raise VideoDecodeError(self.path, "video stream holds no frames")
+        ctx = s.codec_context
+        return VideoInfo(self.path, True, float(self._rate), num_frames, int(ctx.width), int(ctx.height),
+                         num_frames / float(self._rate), ctx.name)
+
+    def _count_packets(self) -> int:
+        try:
+            count = sum(1 for p in self._container.demux(self._stream) if p.size)
+        except av.error.FFmpegError as e:
+            raise VideoDecodeError(self.path, f"cannot read packets ({type(e).__name__}: {e})") from e
+        self._container.seek(0)
+        return count
+
+    def _index_of(self, pts: int) -> int:
+        return round((pts - self._start_pts) * self._time_base * self._rate)
+
+    def _decode_range(self, first: int, last: int) -> Dict[int, np.ndarray]:
+        """Decoded RGB frames with index in ``[first, last]``, keyed by index (seek to the key frame before first)."""
+        for seek_to_start in (False, True):
+            if first > 0 and not seek_to_start:
+                target = self._start_pts + int(first / self._rate / self._time_base)
+                self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+            else:
+                self._container.seek(self._start_pts, stream=self._stream, backward=True, any_frame=False)
+            out: Dict[int, np.ndarray] = {}
+            first_seen = None
+            for frame in self._container.decode(self._stream):
+                self.last_decoded += 1
+                if frame.pts is None:
+                    continue
+                idx = self._index_of(frame.pts)
+                first_seen = idx if first_seen is None else first_seen
+                if idx > last:
+                    break
+                if idx >= first:
+                    out[idx] = frame.to_ndarray(format="rgb24")
+            if first_seen is None or first_seen <= first or seek_to_start:
+                return out
+            # The demuxer landed after the wanted frame (an imprecise index): decode from the start instead.
+        return out
+
+    def frames(self, indices: Sequence[int]) -> torch.Tensor:
+        """RGB frames at ``indices`` (any order, repeats allowed), ``uint8 (len(indices), H, W, 3)``.
+
+        Indices past the last decodable frame (a header that over-counts, a truncated file) get the last decoded
+        frame, with a warning; if none of the wanted range decodes, VideoDecodeError is raised.
+        """
+        if self._stream is None:
+            raise VideoDecodeError(self.path, "no video stream (audio-only or data file)")
+        if len(indices) == 0:
+            raise ValueError("frames(): no indices requested")
+        first, last = min(indices), max(indices)
+        self.last_decoded = 0
+        try:
+            decoded = self._decode_range(first, last)
+        except av.error.FFmpegError as e:
+            raise VideoDecodeError(self.path, f"decoding frames {first}..{last} failed ({type(e).__name__}: {e})") from e
+        if not decoded:
+            raise VideoDecodeError(self.path, f"no frame decodes in {first}..{last} "
+                                              f"(header says {self.info.num_frames} frames; truncated?)")
+        have = sorted(decoded)
+        picked = []
+        missing = 0
+        for i in indices:
+            if i not in decoded:
+                missing += 1
+                earlier = [j for j in have if j <= i]
+                i = earlier[-1] if earlier else have[0]
+            picked.append(decoded[i])
+        if missing:
+            logger.warning("%s: %d of %d requested frames (%d..%d) did not decode; repeated the nearest earlier "
+                           "frame (header says %d frames)", self.path, missing, len(indices), first, last,
+                           self.info.num_frames)
+        return torch.from_numpy(np.stack(picked))
+
+
+def probe_video(path: str) -> VideoInfo:
+    """Read a video's headers: fps, frame count, size, codec; ``has_video=False`` for files without video.
+
+    Raises:
+        VideoDecodeError: missing, empty or unreadable file.
+    """
+    with VideoReader(path) as reader:
+        return reader.info
+
+
+def decode_frames(path: str, indices: Sequence[int], *, threads: bool = False) -> torch.Tensor:
+    """Frames of ``path`` at ``indices``, ``uint8 (T, H, W, 3)`` RGB (see :meth:`VideoReader.frames`)."""
+    with VideoReader(path, threads=threads) as reader:
+        return reader.frames(indices)
+
+
+def sample_clip_indices(info: VideoInfo, num_frames: int, sampling_rate: int, target_fps: float,
+                        clip_idx: int = -1, num_clips: int = 1, *, use_offset: bool = False,
+                        rng=None) -> Tuple[List[int], float, float]:
+    """Frame indices of one clip of the video described by ``info`` (see ``sampling``): ``(indices, start, end)``."""
+    size = clip_size_frames(num_frames, sampling_rate, target_fps, info.fps)
+    start, end = get_start_end_idx(info.num_frames, size, clip_idx, num_clips, use_offset=use_offset, rng=rng)
+    return clip_frame_indices(start, end, num_frames, info.num_frames), start, end
+
+
+def decode_clip(path: str, num_frames: int, sampling_rate: int, target_fps: float = 30, clip_idx: int = -1,
+                num_clips: int = 1, *, use_offset: bool = False, threads: bool = False, rng=None) -> torch.Tensor:
+    """One clip of ``path`` sampled like the dataset does: ``uint8 (num_frames, H, W, 3)`` RGB.
+
+    Args:
+        path: the video.
+        num_frames, sampling_rate, target_fps: ``DATA.NUM_FRAMES``, ``DATA.SAMPLING_RATE``, ``DATA.TARGET_FPS``.
+        clip_idx: -1 for a random clip, else the index of one of ``num_clips`` uniformly spread clips.
+        num_clips: ``TEST.NUM_ENSEMBLE_VIEWS``.
+        use_offset: ``DATA.USE_OFFSET_SAMPLING``.
+        threads: multi-threaded decoding.
+        rng: a ``random.Random`` for random clips.
+
+    Raises:
+        VideoDecodeError: the file cannot be read.
+    """
+    with VideoReader(path, threads=threads) as reader:
+        if not reader.info.has_video:
+            raise VideoDecodeError(path, "no video stream (audio-only or data file)")
+        indices, _, _ = sample_clip_indices(reader.info, num_frames, sampling_rate, target_fps, clip_idx, num_clips,
+                                            use_offset=use_offset, rng=rng)
+        return reader.frames(indices)

@@ -1,0 +1,182 @@
+"""The Kinetics-style list dataset: one clip per video in train/val, ``NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS`` views
+per video in test (PySlowFast's ``Kinetics``, facts file §5.3 and §6; sample contract: docs/design.md).
+
+Modes, as in PySlowFast:
+
+- train and val: a random clip (``sampling.get_start_end_idx`` with ``clip_idx = -1``), short side jittered in
+  ``DATA.TRAIN_JITTER_SCALES``, a random ``TRAIN_CROP_SIZE`` crop and a random flip (``DATA.RANDOM_FLIP``). Val is
+  therefore a stochastic single clip per video, as in PySlowFast.
+- test: view ``k`` of video ``v`` is sample ``v * V * C + k``; clip ``k // C`` of ``V`` uniform clips, crop ``k % C``.
+  With ``C = 3`` the short side is resized to ``TEST_CROP_SIZE`` and three ``TEST_CROP_SIZE`` crops are taken; with
+  ``C = 1`` the short side is ``TRAIN_JITTER_SCALES[0]`` and the centre ``TEST_CROP_SIZE`` crop is taken.
+- train with ``MULTIGRID.SHORT_CYCLE``: an index ``(i, s)`` from ``ShortCycleBatchSampler`` crops
+  ``round(TRAIN_CROP_SIZE * SHORT_CYCLE_FACTORS[s])`` for ``s`` in 0, 1 (the smallest jitter scale shrinks in
+  proportion) and the full crop for ``s = 2``. With ``MULTIGRID.LONG_CYCLE_SAMPLING_RATE > 0`` the train sampling
+  rate is drawn from ``[SAMPLING_RATE, LONG_CYCLE_SAMPLING_RATE]``.
+
+Broken videos (missing, empty, truncated, not a video, audio-only, decode errors) are tried
+``1 + DATA.DECODE_RETRIES`` times. Then a train sample is replaced by another random video (up to
+``DATA.MAX_REPLACEMENTS`` times, then RuntimeError), while a val/test sample comes back with ``failed=True`` and zero
+inputs. Every failure is logged with the path and the error, and listed in the sample's ``failures``.
+"""
+import logging
+import random
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import torch
+from fvcore.common.config import CfgNode
+
+from .decoder import VideoDecodeError, VideoReader
+from .sampling import clip_frame_indices, clip_size_frames, get_start_end_idx, view_from_index
+from .transforms import normalize, random_spatial_sampling, uint8_to_float, uniform_spatial_sampling
+from .video_list import VideoEntry, list_path, read_video_list
+
+logger = logging.getLogger(__name__)
+
+Index = Union[int, Tuple[int, int]]
+
+
+class KineticsDataset(torch.utils.data.Dataset):
+    """Videos listed in ``{DATA.PATH_TO_DATA_DIR}/{split}.csv``; items are sample dicts (docs/design.md).
+
+    Args:
+        cfg: the run's config (read at construction; a long-cycle phase passes its own cfg).
+        split: ``train`` | ``val`` | ``test``.
+
+    Raises:
+        FileNotFoundError / VideoListError: the list is missing or malformed (``file:line``).
+    """
+
+    def __init__(self, cfg: CfgNode, split: str):
+        self.split = split
+        self.videos: List[VideoEntry] = read_video_list(
+            list_path(cfg.DATA.PATH_TO_DATA_DIR, split),
+            separator=cfg.DATA.PATH_LABEL_SEPARATOR,
+            prefix=cfg.DATA.PATH_PREFIX,
+            num_classes=cfg.MODEL.NUM_CLASSES,
+        )
+        d = cfg.DATA
+        self.num_frames = int(d.NUM_FRAMES)
+        self.sampling_rate = int(d.SAMPLING_RATE)
+        self.long_cycle_rate = int(cfg.MULTIGRID.LONG_CYCLE_SAMPLING_RATE)
+        self.target_fps = float(d.TARGET_FPS)
+        self.jitter_fps = float(d.TRAIN_JITTER_FPS)
+        self.use_offset = bool(d.USE_OFFSET_SAMPLING)
+        self.mean, self.std = list(d.MEAN), list(d.STD)
+        self.jitter_scales = (int(d.TRAIN_JITTER_SCALES[0]), int(d.TRAIN_JITTER_SCALES[1]))
+        self.train_crop = int(d.TRAIN_CROP_SIZE)
+        self.test_crop = int(d.TEST_CROP_SIZE)
+        self.random_flip = bool(d.RANDOM_FLIP)
+        self.inverse_uniform = bool(d.INV_UNIFORM_SAMPLE)
+        self.short_cycle_factors = list(cfg.MULTIGRID.SHORT_CYCLE_FACTORS)
+        self.num_views = int(cfg.TEST.NUM_ENSEMBLE_VIEWS)
+        self.num_crops = int(cfg.TEST.NUM_SPATIAL_CROPS)
+        self.decode_retries = int(d.DECODE_RETRIES)
+        self.max_replacements = int(d.MAX_REPLACEMENTS)
+        self.threads = bool(cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE)
+
+    @property
+    def views_per_video(self) -> int:
+        """Samples per video: ``V * C`` in test, 1 otherwise."""
+        return self.num_views * self.num_crops if self.split == "test" else 1
+
+    def __len__(self) -> int:
+        return len(self.videos) * self.views_per_video
+
+    # -- sampling -------------------------------------------------------------------------------------------------
+
+    def _crop_and_scales(self, short_cycle_idx: Optional[int]) -> Tuple[int, int, int]:
+        """Train/val ``(crop, min_scale, max_scale)``, shrunk for short-cycle positions 0 and 1."""
+        crop, (lo, hi) = self.train_crop, self.jitter_scales
+        if short_cycle_idx is not None and short_cycle_idx < len(self.short_cycle_factors):
+            small = int(round(self.train_crop * self.short_cycle_factors[short_cycle_idx]))
+            lo = int(round(lo * small / self.train_crop))
+            crop = small
+        return crop, lo, hi
+
+    def output_size(self, short_cycle_idx: Optional[int] = None) -> int:
+        """Side of the square inputs this split produces."""
+        return self.test_crop if self.split == "test" else self._crop_and_scales(short_cycle_idx)[0]
+
+    def _load(self, video_idx: int, temporal: int, spatial: int, short_cycle_idx: Optional[int]) -> torch.Tensor:
+        """Decode and transform one clip: ``(3, T, S, S)`` normalised. Raises VideoDecodeError."""
+        path = self.videos[video_idx].path
+        train_like = self.split != "test"
+        rate, fps = self.sampling_rate, self.target_fps
+        if train_like:
+            if self.split == "train" and self.long_cycle_rate > self.sampling_rate:
+                rate = random.randint(self.sampling_rate, self.long_cycle_rate)
+            if self.split == "train" and self.jitter_fps > 0:
+                fps += random.uniform(0, self.jitter_fps)
+        with VideoReader(path, threads=self.threads) as reader:
+            info = reader.info
+            if not info.has_video:
+                raise VideoDecodeError(path, "no video stream (audio-only or data file)")
+            size = clip_size_frames(self.num_frames, rate, fps, info.fps)
+            start, end = get_start_end_idx(info.num_frames, size, temporal if not train_like else -1,
+                                           self.num_views, use_offset=self.use_offset)
+            frames = reader.frames(clip_frame_indices(start, end, self.num_frames, info.num_frames))
+        clip = uint8_to_float(frames)
+        if train_like:
+            crop, lo, hi = self._crop_and_scales(short_cycle_idx if self.split == "train" else None)
+            clip = random_spatial_sampling(clip, lo, hi, crop, random_flip=self.random_flip,
+                                           inverse_uniform=self.inverse_uniform)
+        else:
+            scale = self.test_crop if self.num_crops > 1 else self.jitter_scales[0]
+            clip = uniform_spatial_sampling(clip, scale, self.test_crop, spatial)
+        return normalize(clip, self.mean, self.std).contiguous()
+
+    def _try_load(self, video_idx: int, temporal: int, spatial: int, short_cycle_idx: Optional[int],
+                  failures: List[Dict[str, str]]) -> Optional[torch.Tensor]:
+        """``_load`` with ``1 + decode_retries`` attempts; on failure log, append to ``failures``, return None."""
+        path = self.videos[video_idx].path
+        error = ""
+        for attempt in range(1 + self.decode_retries):
+            try:
+                return self._load(video_idx, temporal, spatial, short_cycle_idx)
+            except VideoDecodeError as e:
+                error = e.reason
+            except Exception as e:  # any decoder/library error on bad input must not stop the run
+                error = f"{type(e).__name__}: {e}"
+            logger.debug("%s: attempt %d failed: %s", path, attempt + 1, error)
+        logger.warning("failed to load %s (%s split, %d attempts): %s", path, self.split, 1 + self.decode_retries,
+                       error)
+        failures.append({"path": path, "error": error})
+        return None
+
+    def __getitem__(self, index: Index) -> Dict[str, Any]:
+        short_cycle_idx = None
+        if isinstance(index, (tuple, list)):
+            index, short_cycle_idx = int(index[0]), int(index[1])
+        if self.split == "test":
+            video_idx, temporal, spatial = view_from_index(index, self.num_views, self.num_crops)
+        else:
+            video_idx, temporal, spatial = index, -1, -1
+        failures: List[Dict[str, str]] = []
+        clip = self._try_load(video_idx, temporal, spatial, short_cycle_idx, failures)
+        if self.split == "train":
+            tried = 0
+            while clip is None:
+                if tried >= self.max_replacements:
+                    raise RuntimeError(f"{1 + tried} videos in a row failed to load (DATA.MAX_REPLACEMENTS = "
+                                       f"{self.max_replacements}); failures: {failures}")
+                tried += 1
+                video_idx = random.randrange(len(self.videos))
+                index = video_idx
+                logger.info("replacing a broken training video with %s", self.videos[video_idx].path)
+                clip = self._try_load(video_idx, temporal, spatial, short_cycle_idx, failures)
+        failed = clip is None
+        if failed:
+            side = self.output_size(short_cycle_idx)
+            clip = torch.zeros(3, self.num_frames, side, side)
+        entry = self.videos[video_idx]
+        return {
+            "inputs": clip,
+            "label": entry.label,
+            "index": index,
+            "video_idx": video_idx,
+            "path": entry.path,
+            "failed": failed,
+            "failures": failures,
+        }
+

@@ -1,0 +1,98 @@
+"""Datasets and DataLoaders for the engine (the data contract of docs/design.md).
+
+Per-process batch size is PySlowFast's: ``TRAIN.BATCH_SIZE / max(1, NUM_GPUS)`` for train and val,
+``TEST.BATCH_SIZE / max(1, NUM_GPUS)`` for test (facts file §9.5). Train shuffles and drops the last incomplete
+batch; val and test keep order and every sample. Under an initialised process group with world size > 1 a
+``DistributedSampler`` splits the data (shuffle only for train; note that it pads val/test with repeated samples
+so every rank gets the same count, which the test harness sees as extra views).
+"""
+import logging
+from typing import Any, Dict, List
+
+import torch
+import torch.distributed as dist
+from fvcore.common.config import CfgNode
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+
+from .kinetics import KineticsDataset
+from .short_cycle import ShortCycleBatchSampler
+
+logger = logging.getLogger(__name__)
+
+_DATASETS = {"kinetics": KineticsDataset}
+
+
+def build_dataset(cfg: CfgNode, split: str) -> torch.utils.data.Dataset:
+    """The dataset named by ``TRAIN.DATASET`` (train, val) or ``TEST.DATASET`` (test) for ``split``.
+
+    Raises:
+        ValueError: unknown split or dataset name.
+        FileNotFoundError / VideoListError: the split's list is missing or malformed (``file:line``).
+    """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, got {split!r}")
+    name = (cfg.TEST.DATASET if split == "test" else cfg.TRAIN.DATASET).lower()
+    if name not in _DATASETS:
+        key = "TEST.DATASET" if split == "test" else "TRAIN.DATASET"
+        raise ValueError(f"{key} = {name!r}: unknown dataset; known: {sorted(_DATASETS)}")
+    return _DATASETS[name](cfg, split)
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def build_loader(cfg: CfgNode, split: str, *, is_precise_bn: bool = False) -> DataLoader:
+    """A DataLoader of collated sample dicts for ``split`` (see :func:`collate`).
+
+    Args:
+        cfg: the run's (phase's) config.
+        split: ``train`` | ``val`` | ``test``.
+        is_precise_bn: the loader feeds precise-BN statistics: the train pipeline without the short cycle.
+    """
+    dataset = build_dataset(cfg, split)
+    batch = cfg.TEST.BATCH_SIZE if split == "test" else cfg.TRAIN.BATCH_SIZE
+    batch_size = int(batch / max(1, cfg.NUM_GPUS))
+    train = split == "train"
+    if _distributed():
+        sampler = DistributedSampler(dataset, shuffle=train, drop_last=False)
+    else:
+        sampler = RandomSampler(dataset) if train else SequentialSampler(dataset)
+    common = dict(
+        num_workers=int(cfg.DATA_LOADER.NUM_WORKERS),
+        pin_memory=bool(cfg.DATA_LOADER.PIN_MEMORY) and torch.cuda.is_available(),
+        collate_fn=collate,
+        persistent_workers=False,
+    )
+    if train and cfg.MULTIGRID.SHORT_CYCLE and not is_precise_bn:
+        batch_sampler = ShortCycleBatchSampler(sampler, batch_size, True, int(cfg.DATA.TRAIN_CROP_SIZE),
+                                               list(cfg.MULTIGRID.SHORT_CYCLE_FACTORS))
+        return DataLoader(dataset, batch_sampler=batch_sampler, **common)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=train, **common)
+
+
+def shuffle_loader(loader: DataLoader, epoch: int) -> None:
+    """Reseed a distributed sampler for ``epoch`` (call once per epoch; no-op otherwise)."""
+    for sampler in (loader.sampler, loader.batch_sampler):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+            return
+    inner = getattr(loader.batch_sampler, "sampler", None)
+    if hasattr(inner, "set_epoch"):
+        inner.set_epoch(epoch)
+
+
+def collate(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Batch sample dicts: ``inputs`` stacked to ``(N, 3, T, H, W)``; ``label``, ``index``, ``video_idx`` as
+    LongTensors; ``failed`` a BoolTensor; ``path`` a list; ``failures`` one flat list."""
+    if not samples:
+        raise ValueError("collate() needs at least one sample")
+    return {
+        "inputs": torch.stack([s["inputs"] for s in samples]),
+        "label": torch.tensor([s["label"] for s in samples], dtype=torch.long),
+        "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+        "video_idx": torch.tensor([s["video_idx"] for s in samples], dtype=torch.long),
+        "failed": torch.tensor([bool(s.get("failed", False)) for s in samples], dtype=torch.bool),
+        "path": [s["path"] for s in samples],
+        "failures": [f for s in samples for f in s.get("failures", [])],
+    }
