@@ -229,11 +229,14 @@ def load_checkpoint(
     if not isinstance(ckpt, dict) or "model_state" not in ckpt:
         raise ValueError(f"{path} is not a checkpoint dict with 'model_state'")
     logger.info("Loading checkpoint %s", path)
-    load_model_state(model, ckpt["model_state"], clear_name_patterns)
+    report = load_model_state(model, ckpt["model_state"], clear_name_patterns)
     if epoch_reset or "epoch" not in ckpt:
         return -1
     if optimizer is not None and "optimizer_state" in ckpt:
-        optimizer.load_state_dict(ckpt["optimizer_state"])
+        if report["shape_mismatch"] or report["missing"]:
+            logger.warning("Optimizer state of %s not loaded: the model does not match the checkpoint", path)
+        else:
+            optimizer.load_state_dict(ckpt["optimizer_state"])
     if scaler is not None and ckpt.get("scaler_state"):
         scaler.load_state_dict(ckpt["scaler_state"])
     if restore_rng and "rng_state" in ckpt:

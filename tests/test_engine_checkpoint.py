@@ -1,0 +1,116 @@
+"""Checkpoints: PySlowFast layout, weights_only loading, atomic writes, intact-only resume, shape-matched loads."""
+import logging
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mtnet_plugin.config import get_cfg
+from mtnet_plugin.engine import checkpoint as ck
+
+
+class Net(nn.Module):
+    def __init__(self, num_classes=3):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 1)
+        self.bn = nn.BatchNorm3d(4)
+        self.head = nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        return self.head(self.bn(self.conv(x)).mean(dim=(2, 3, 4)))
+
+
+def _trained(num_classes=3, seed=0):
+    torch.manual_seed(seed)
+    net = Net(num_classes)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net(torch.randn(2, 3, 2, 2, 2)).sum().backward()
+    opt.step()
+    return net, opt
+
+
+def test_layout_keys_and_weights_only_load(tmp_path):
+    cfg = get_cfg()
+    net, opt = _trained()
+    path = ck.save_checkpoint(str(tmp_path), net, opt, 4, cfg, multigrid_phase=2)
+    assert path == os.path.join(str(tmp_path), "checkpoints", "checkpoint_epoch_00005.pyth")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert {"epoch", "model_state", "optimizer_state", "cfg", "rng_state", "multigrid_phase"} <= set(state)
+    assert "scaler_state" not in state  # only with TRAIN.MIXED_PRECISION
+    assert state["epoch"] == 4 and state["multigrid_phase"] == 2
+    assert isinstance(state["cfg"], str) and "BASE_LR" in state["cfg"]
+    torch.testing.assert_close(state["model_state"]["head.weight"], net.head.weight)
+    assert [p for p in os.listdir(os.path.dirname(path)) if not p.endswith(".pyth")] == []  # no temp files left
+
+
+def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):
+    target = os.path.join(str(tmp_path), "checkpoints", "checkpoint_epoch_00001.pyth")
+
+    def broken_save(obj, f):
+        f.write(b"partial bytes")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        ck.atomic_save({"a": 1}, target)
+    assert os.listdir(os.path.dirname(target)) == []
+
+
+def test_auto_resume_skips_a_truncated_checkpoint(tmp_path, caplog):
+    cfg = get_cfg()
+    net, opt = _trained()
+    for epoch in range(3):
+        ck.save_checkpoint(str(tmp_path), net, opt, epoch, cfg)
+    newest = ck.checkpoint_path(str(tmp_path), 2)
+    size = os.path.getsize(newest)
+    with open(newest, "r+b") as f:
+        f.truncate(size // 2)
+    with caplog.at_level(logging.WARNING):
+        path, state = ck.last_intact_checkpoint(str(tmp_path))
+    assert path == ck.checkpoint_path(str(tmp_path), 1) and state["epoch"] == 1
+    assert any("checkpoint_epoch_00003.pyth" in r.getMessage() for r in caplog.records)
+    assert ck.last_intact_checkpoint(str(tmp_path / "nothing")) == (None, None)
+
+
+def test_resume_restores_model_optimizer_and_rng(tmp_path):
+    cfg = get_cfg()
+    net, opt = _trained()
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    path = ck.save_checkpoint(str(tmp_path), net, opt, 0, cfg)
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    other, other_opt = _trained(seed=1)
+    other_opt = torch.optim.SGD(other.parameters(), lr=0.1, momentum=0.9)
+    wrapped = nn.parallel.DistributedDataParallel.__new__(nn.parallel.DistributedDataParallel)
+    nn.Module.__init__(wrapped)
+    wrapped.module = other  # a DDP-shaped wrapper: loading goes through .module
+    epoch = ck.load_checkpoint(path, wrapped, other_opt, restore_rng=True)
+    assert epoch == 0
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+    for key, value in net.state_dict().items():
+        torch.testing.assert_close(other.state_dict()[key], value)
+    buf = opt.state_dict()["state"][0]["momentum_buffer"]
+    torch.testing.assert_close(other_opt.state_dict()["state"][0]["momentum_buffer"], buf)
+
+
+def test_shape_matched_loading_reports_what_did_not_load(tmp_path, caplog):
+    cfg = get_cfg()
+    net, opt = _trained(num_classes=5)
+    state = {"module." + k: v for k, v in net.state_dict().items()}  # saved from a DDP-wrapped model
+    state["extra.weight"] = torch.zeros(1)
+    path = os.path.join(str(tmp_path), "pretrained.pyth")
+    torch.save({"epoch": 7, "model_state": state, "cfg": cfg.dump()}, path)
+    target = Net(num_classes=2)
+    head_before = target.head.weight.detach().clone()
+    with caplog.at_level(logging.WARNING):
+        report = ck.load_model_state(target, torch.load(path, weights_only=True)["model_state"])
+    assert sorted(m.split(":")[0] for m in report["shape_mismatch"]) == ["head.bias", "head.weight"]
+    assert report["unexpected"] == ["extra.weight"]
+    assert sorted(report["missing"]) == ["head.bias", "head.weight"]
+    torch.testing.assert_close(target.conv.weight, net.conv.weight)
+    torch.testing.assert_close(target.head.weight, head_before)
+    assert any("head.weight" in r.getMessage() for r in caplog.records)
+    assert ck.load_checkpoint(path, Net(2)) == 7
+    assert ck.load_checkpoint(path, Net(2), epoch_reset=True) == -1
