@@ -90,18 +90,25 @@ def test_delta_one_is_the_x3d_bottleneck_with_relu_followed_by_sr():
     torch.testing.assert_close(m(x), m.sr(ref(x)))
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm_peephole"])
-def test_autocast_bfloat16_and_jit_trace(cell):
+def test_autocast_bfloat16_runs():
     torch.manual_seed(0)
-    m = MTBlock(dim_in=8, dim_inner=16, dim_out=8, spatial_stride=2, delta=0.75, cell=cell).eval()
-    x1, x2 = torch.randn(2, 8, 6, 8, 8), torch.randn(2, 8, 6, 8, 8)
-    ref = m(x1)
+    m = MTBlock(dim_in=8, dim_inner=16, dim_out=8, spatial_stride=2, delta=0.75).eval()
+    x = torch.randn(2, 8, 6, 8, 8)
+    ref = m(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = m(x1)
+        out = m(x)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
     assert (out.float() - ref).abs().max() < 0.1 * ref.abs().max() + 0.05
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm_peephole"])
+def test_jit_trace_matches_eager(cell):
+    torch.manual_seed(0)
+    m = MTBlock(dim_in=8, dim_inner=16, dim_out=8, spatial_stride=2, delta=0.75, cell=cell).eval()
+    x1, x2 = torch.randn(2, 8, 6, 9, 8), torch.randn(2, 8, 6, 9, 8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(m, (x1,), check_trace=False)
-    for x in (x1, x2):
-        torch.testing.assert_close(traced(x), m(x))
+    with torch.jit.optimized_execution(False):
+        for x in (x1, x2):
+            torch.testing.assert_close(traced(x), m(x))

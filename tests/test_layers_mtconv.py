@@ -192,5 +192,6 @@ def test_jit_trace_matches_eager(groups):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(m, (x1,), check_trace=False)
-    for x in (x1, x2):
-        torch.testing.assert_close(traced(x), m(x))
+    with torch.jit.optimized_execution(False):
+        for x in (x1, x2):
+            torch.testing.assert_close(traced(x), m(x))
