@@ -1,0 +1,92 @@
+"""validate_cfg rejects values that cannot work, naming the key; assert_and_infer_cfg derives a new cfg."""
+import pytest
+
+from mtnet_plugin.config import ConfigError, assert_and_infer_cfg, get_cfg, validate_cfg
+
+
+def _cfg(**overrides):
+    cfg = get_cfg()
+    cfg.NUM_GPUS = 0
+    for key, value in overrides.items():
+        node = cfg
+        parts = key.split("__")
+        for p in parts[:-1]:
+            node = node[p]
+        node[parts[-1]] = value
+    return cfg
+
+
+def test_defaults_are_valid():
+    assert validate_cfg(_cfg()) is not None
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"NUM_GPUS": 4, "TRAIN__BATCH_SIZE": 30}, "TRAIN.BATCH_SIZE"),
+        ({"NUM_GPUS": 4, "TRAIN__BATCH_SIZE": 32, "TEST__BATCH_SIZE": 6}, "TEST.BATCH_SIZE"),
+        ({"DATA__TRAIN_CROP_SIZE": 300}, "DATA.TRAIN_CROP_SIZE"),  # > TRAIN_JITTER_SCALES[0] = 256
+        ({"TEST__NUM_SPATIAL_CROPS": 1, "DATA__TEST_CROP_SIZE": 300}, "DATA.TEST_CROP_SIZE"),
+        ({"DATA__TRAIN_JITTER_SCALES": [320, 256]}, "DATA.TRAIN_JITTER_SCALES"),
+        ({"TEST__NUM_SPATIAL_CROPS": 2}, "TEST.NUM_SPATIAL_CROPS"),
+        ({"TEST__NUM_ENSEMBLE_VIEWS": 0}, "TEST.NUM_ENSEMBLE_VIEWS"),
+        ({"SOLVER__MAX_EPOCH": -5}, "SOLVER.MAX_EPOCH"),
+        ({"SOLVER__WARMUP_EPOCHS": -1.0}, "SOLVER.WARMUP_EPOCHS"),
+        ({"SOLVER__MAX_EPOCH": 10, "SOLVER__WARMUP_EPOCHS": 10.0}, "SOLVER.WARMUP_EPOCHS"),
+        ({"SOLVER__BASE_LR": 0.0}, "SOLVER.BASE_LR"),
+        ({"SOLVER__LR_POLICY": "linear"}, "SOLVER.LR_POLICY"),
+        ({"SOLVER__LR_POLICY": "steps_with_relative_lrs"}, "SOLVER.STEPS"),
+        ({"SOLVER__LR_POLICY": "steps_with_relative_lrs", "SOLVER__STEPS": [0, 5], "SOLVER__LRS": [1]},
+         "SOLVER.LRS"),
+        ({"SOLVER__COSINE_END_LR": 0.5}, "SOLVER.COSINE_END_LR"),
+        ({"MODEL__ARCH": "mtnett"}, "MODEL.ARCH"),
+        ({"MODEL__NUM_CLASSES": 0}, "MODEL.NUM_CLASSES"),
+        ({"DATA__NUM_FRAMES": 0}, "DATA.NUM_FRAMES"),
+        ({"DATA__NUM_FRAMES": "16"}, "DATA.NUM_FRAMES"),  # a string set in code, not through a file
+        ({"DATA__STD": [0.2, 0.0, 0.2]}, "DATA.STD"),
+        ({"DATA__MEAN": [0.45, 0.45]}, "DATA.MEAN"),
+        ({"DATA__ENSEMBLE_METHOD": "mean"}, "DATA.ENSEMBLE_METHOD"),
+        ({"DATA__PATH_LABEL_SEPARATOR": ""}, "DATA.PATH_LABEL_SEPARATOR"),
+        ({"DATA_LOADER__NUM_WORKERS": -1}, "DATA_LOADER.NUM_WORKERS"),
+        ({"NUM_SHARDS": 2, "SHARD_ID": 2}, "SHARD_ID"),
+        ({"TRAIN__CHECKPOINT_TYPE": "tf"}, "TRAIN.CHECKPOINT_TYPE"),
+    ],
+)
+def test_impossible_values_name_the_key(overrides, key):
+    with pytest.raises(ConfigError) as e:
+        validate_cfg(_cfg(**overrides), check_devices=False)
+    assert str(e.value).startswith(key + " ")
+
+
+def test_batch_divisible_per_process_not_per_shard():
+    # PySlowFast's per-process batch is BATCH_SIZE / max(1, NUM_GPUS); NUM_SHARDS multiplies the global batch.
+    validate_cfg(_cfg(NUM_GPUS=2, NUM_SHARDS=3, TRAIN__BATCH_SIZE=4, TEST__BATCH_SIZE=2), check_devices=False)
+
+
+def test_more_gpus_than_devices_is_rejected(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    validate_cfg(_cfg(NUM_GPUS=2))
+    with pytest.raises(ConfigError, match=r"^NUM_GPUS .*2 CUDA device"):
+        validate_cfg(_cfg(NUM_GPUS=4, TRAIN__BATCH_SIZE=64, TEST__BATCH_SIZE=8))
+
+
+def test_unregistered_model_name_is_rejected_when_names_are_given():
+    cfg = _cfg(MODEL__ARCH="mtnet", MODEL__MODEL_NAME="X3D")
+    validate_cfg(cfg, model_name="MTNet", registered_models=["MTNet", "X3D"])
+    with pytest.raises(ConfigError, match=r"^MODEL.MODEL_NAME .*'MTNet'"):
+        validate_cfg(cfg, model_name="MTNet", registered_models=["X3D"])
+
+
+def test_assert_and_infer_cfg_returns_a_new_frozen_cfg():
+    cfg = _cfg(NUM_SHARDS=4, SOLVER__BASE_LR_SCALE_NUM_SHARDS=True, SOLVER__BASE_LR=0.1,
+               SOLVER__WARMUP_START_LR=0.01)
+    cfg.freeze()
+    out = assert_and_infer_cfg(cfg, check_devices=False)
+    assert out is not cfg and out.is_frozen()
+    assert out.SOLVER.BASE_LR == pytest.approx(0.4) and out.SOLVER.WARMUP_START_LR == pytest.approx(0.04)
+    assert cfg.SOLVER.BASE_LR == 0.1  # the input is untouched
+    again = assert_and_infer_cfg(out, check_devices=False)  # deriving twice does not scale twice
+    assert again.SOLVER.BASE_LR == pytest.approx(0.4)
