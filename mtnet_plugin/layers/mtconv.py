@@ -172,7 +172,7 @@ class MTConv(nn.Module):
         a_local = self.act(self.bn_local(self.conv_local(x_local)))  # a_L = g(z_L)
         if not self.has_prolonged:
             return a_local
-        x_p = x[:, x.shape[1] - self.p_in_channels :]
+        x_p = x[:, self.in_channels - self.p_in_channels :]  # the last p_in_channels
         p_in, p_local = self.downsample(x_p, a_local)  # T(SoftPool(.)), Eq. 4
         g_lp = self.act(self.bn_lp(self.conv_lp(p_local)))
         g_p = self.act(self.bn_p(self.conv_p(p_in)))

@@ -12,9 +12,14 @@ import torch.nn.functional as F
 WINDOW_DIMS = (3, 5, 7)
 
 
+def static_shape(x: torch.Tensor) -> Tuple[int, ...]:
+    """x's shape as Python ints, so tracing records constants instead of shape arithmetic ops."""
+    return tuple(int(s) for s in x.shape)
+
+
 def window_sizes(x: torch.Tensor, pool_time: bool) -> Tuple[int, int, int]:
     """Window size per (T, H, W): 2 for a pooled dimension, 1 when the dimension has size 1 (spec #6)."""
-    _, _, t, h, w = x.shape
+    _, _, t, h, w = static_shape(x)
     return (2 if pool_time and t > 1 else 1, 2 if h > 1 else 1, 2 if w > 1 else 1)
 
 
@@ -29,7 +34,7 @@ def window_view(x: torch.Tensor, sizes: Sequence[int], fill: float) -> torch.Ten
     Returns:
         (N, C, T2, kt, H2, kh, W2, kw) with T2 = ceil(T / kt) etc.; reduce over ``WINDOW_DIMS``.
     """
-    n, c, t, h, w = x.shape
+    n, c, t, h, w = static_shape(x)
     kt, kh, kw = sizes
     pt, ph, pw = (-t) % kt, (-h) % kh, (-w) % kw
     if pt or ph or pw:
@@ -39,7 +44,7 @@ def window_view(x: torch.Tensor, sizes: Sequence[int], fill: float) -> torch.Ten
 
 def in_bounds_mask(x: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
     """Window view of ones (in bounds) and zeros (padding), in x's dtype: (1, 1, T2, kt, H2, kh, W2, kw)."""
-    ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype, device=x.device)
+    ones = torch.ones((1, 1) + static_shape(x)[2:], dtype=x.dtype, device=x.device)
     return window_view(ones, sizes, 0.0)
 
 

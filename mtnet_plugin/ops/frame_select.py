@@ -3,12 +3,13 @@
 
 Shape legend: x is (N, C, T, H, W); T' = floor(T / 2) when T > 2, else T; M = T - 2 candidate frames.
 
-Everything here is tensor ops without data-dependent Python control flow (only shapes steer it), so it
-traces (``torch.jit.trace``) and exports (``torch.onnx.export``, ``torch.export``).
+Everything here is tensor ops without data-dependent Python control flow (only shapes steer it, read as
+Python ints), so it traces (``torch.jit.trace``) and exports (``torch.onnx.export``, ``torch.export``) for
+a fixed input shape.
 """
 import torch
 
-from ._windows import compute_dtype, fp32_region
+from ._windows import compute_dtype, fp32_region, static_shape
 
 COS_EPS = 1e-6  # spec #2
 
@@ -59,7 +60,7 @@ def triplet_cosine_select(x: torch.Tensor, highest: bool = False) -> torch.Tenso
     Returns:
         LongTensor (N, T') of frame indices, ascending.
     """
-    n, t = x.shape[0], x.shape[2]
+    n, _, t, _, _ = static_shape(x)
     if t <= 2:
         return torch.arange(t, device=x.device).unsqueeze(0).expand(n, t)
     keep = t // 2
@@ -91,6 +92,7 @@ def select_frames(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     Returns:
         (N, C, T', H, W).
     """
-    n, c, _, h, w = x.shape
-    index = idx.view(n, 1, -1, 1, 1).expand(n, c, idx.shape[1], h, w)
+    n, c, _, h, w = static_shape(x)
+    keep = static_shape(idx)[1]
+    index = idx.view(n, 1, keep, 1, 1).expand(n, c, keep, h, w)
     return torch.gather(x, 2, index)
