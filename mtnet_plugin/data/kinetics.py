@@ -74,6 +74,8 @@ class KineticsDataset(torch.utils.data.Dataset):
         self.decode_retries = int(d.DECODE_RETRIES)
         self.max_replacements = int(d.MAX_REPLACEMENTS)
         self.threads = bool(cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE)
+        # Test: the decoded uint8 frames of the last (video_idx, temporal_idx), reused by its other spatial crops.
+        self._last_clip: Optional[Tuple[Tuple[int, int], torch.Tensor]] = None
 
     @property
     def views_per_video(self) -> int:
@@ -108,14 +110,20 @@ class KineticsDataset(torch.utils.data.Dataset):
                 rate = random.randint(self.sampling_rate, self.long_cycle_rate)
             if self.split == "train" and self.jitter_fps > 0:
                 fps += random.uniform(0, self.jitter_fps)
-        with VideoReader(path, threads=self.threads) as reader:
-            info = reader.info
-            if not info.has_video:
-                raise VideoDecodeError(path, "no video stream (audio-only or data file)")
-            size = clip_size_frames(self.num_frames, rate, fps, info.fps)
-            start, end = get_start_end_idx(info.num_frames, size, temporal if not train_like else -1,
-                                           self.num_views, use_offset=self.use_offset)
-            frames = reader.frames(clip_frame_indices(start, end, self.num_frames, info.num_frames))
+        key = (video_idx, temporal)
+        if not train_like and self._last_clip is not None and self._last_clip[0] == key:
+            frames = self._last_clip[1]  # the C spatial crops of one temporal clip are consecutive samples
+        else:
+            with VideoReader(path, threads=self.threads) as reader:
+                info = reader.info
+                if not info.has_video:
+                    raise VideoDecodeError(path, "no video stream (audio-only or data file)")
+                size = clip_size_frames(self.num_frames, rate, fps, info.fps)
+                start, end = get_start_end_idx(info.num_frames, size, temporal if not train_like else -1,
+                                               self.num_views, use_offset=self.use_offset)
+                frames = reader.frames(clip_frame_indices(start, end, self.num_frames, info.num_frames))
+            if not train_like:
+                self._last_clip = (key, frames)
         clip = uint8_to_float(frames)
         if train_like:
             crop, lo, hi = self._crop_and_scales(short_cycle_idx if self.split == "train" else None)
