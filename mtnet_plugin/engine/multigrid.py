@@ -9,7 +9,8 @@ Step policy (``steps_with_relative_lrs``) — identical to PySlowFast (facts §4
 ``[(lr_step_index, [B_rel, T, S], end_epoch), ...]`` gives ``STEPS = [0] + ends`` (last one replaced by the mean
 of the last two), ``LRS = GAMMA**step * B_rel`` (the linear scaling rule; the fine-tune entry repeated), and
 ``MAX_EPOCH = ends[-1]``. Short cycle alone multiplies ``STEPS`` and ``MAX_EPOCH`` by ``EPOCH_FACTOR``.
-Deviation: PySlowFast's fine-tune phase reads the third short-cycle shape and crashes without ``SHORT_CYCLE``;
+Deviations: a phase that rounds to zero epochs (only in runs of a few epochs) is given one epoch, where
+PySlowFast would skip it; and PySlowFast's fine-tune phase reads the third short-cycle shape and crashes without ``SHORT_CYCLE``;
 here it takes the long-cycle factor's own (last) shape, which is the same entry when ``SHORT_CYCLE`` is on.
 
 Cosine and constant policies (our definition; PySlowFast raises IndexError here):
@@ -80,7 +81,11 @@ def long_cycle_schedule(cfg) -> List[Phase]:
         if epochs <= 0:
             continue  # the empty fine-tune phase of a run without steps after the long cycle
         total += epochs * scale
-        final.append((step_index, list(shape), int(round(total))))
+        end = int(round(total))
+        if final and end <= final[-1][-1]:  # tiny runs only: a phase rounded to 0 epochs still gets one
+            end = final[-1][-1] + 1
+            total = float(end)
+        final.append((step_index, list(shape), end))
     return final
 
 

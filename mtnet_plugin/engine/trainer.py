@@ -136,7 +136,13 @@ class Trainer:
             self.loader = mt_data.build_loader(self.phase_cfg, "train")
             self._loader_key = key
         mt_data.shuffle_loader(self.loader, self.epoch)
-        self.iters_per_epoch = max(1, len(self.loader))
+        if len(self.loader) == 0:
+            raise ValueError(
+                f"Epoch {self.epoch + 1}: the train loader yields no batch: TRAIN.BATCH_SIZE "
+                f"{self.phase_cfg.TRAIN.BATCH_SIZE} (this phase; short-cycle batches are larger) exceeds the "
+                f"{len(self.loader.dataset)} training clips of this process"
+            )
+        self.iters_per_epoch = len(self.loader)
         self.meter = TrainMeter(self.iters_per_epoch, self.max_epoch, self.cfg.LOG_PERIOD)
 
     # --------------------------------------------------------------------------------------------- the loop
