@@ -51,6 +51,7 @@ def test_mtnet_is_a_single_pathway_arch_and_new_keys_exist():
     assert c.MODEL.SINGLE_PATHWAY_ARCH == ["2d", "c2d", "i3d", "slow", "x3d", "mvit", "maskmvit", "mtnet"]
     assert c.MODEL.MULTI_PATHWAY_ARCH == ["slowfast"]
     assert c.SOLVER.CONV_WEIGHT_LR_MULT == 1.0
+    assert (c.BN.EPSILON, c.BN.MOMENTUM) == (1e-5, 0.1)  # nn.BatchNorm3d's defaults, which PySlowFast uses
     assert c.DATA.DECODE_RETRIES >= 0 and c.DATA.MAX_REPLACEMENTS >= 0
     assert c.MTNET.DELTA == 0.875
 
@@ -61,5 +62,6 @@ def test_get_cfg_returns_independent_trees():
     a.NONLOCAL.POOL[0][0][1] = 9
     assert b.DATA.MEAN[0] == 0.45 and b.NONLOCAL.POOL[0][0][1] == 2
     assert b.NONLOCAL.POOL[1][0][1] == 2  # the four stages do not share one list
-    # PySlowFast 287ec00 declares 339 keys; we add 3 plus the MTNET node.
-    assert len([k for k in _flat(get_cfg()) if not k.startswith("MTNET.")]) == 339 + 3
+    # PySlowFast 287ec00 declares 339 keys; we add 5 (BN.EPSILON / MOMENTUM, SOLVER.CONV_WEIGHT_LR_MULT,
+    # DATA.DECODE_RETRIES / MAX_REPLACEMENTS) plus the MTNET node.
+    assert len([k for k in _flat(get_cfg()) if not k.startswith("MTNET.")]) == 339 + 5

@@ -30,6 +30,10 @@ def _add_bn(cfg: CfgNode) -> None:
     cfg.BN.NUM_SYNC_DEVICES = 1
     # Whether sync-BN pools statistics over every device of every machine.
     cfg.BN.GLOBAL_SYNC = False
+    # [mtnet_plugin] BN epsilon (PySlowFast hard-codes 1e-5 in its models; docs/design.md model contract).
+    cfg.BN.EPSILON = 1e-5
+    # [mtnet_plugin] BN running-statistics momentum (PySlowFast hard-codes 0.1).
+    cfg.BN.MOMENTUM = 0.1
 
 
 def _add_train(cfg: CfgNode) -> None:
