@@ -69,7 +69,9 @@ def _plain_shape(x, cout, k, s, p):
     return F.conv3d(x, torch.zeros(cout, x.shape[1], *k), stride=s, padding=p).shape
 
 
-SHAPE_CASES = list(itertools.product(["dense", "channelwise"], [1, 2], [(8, 8), (7, 9), (1, 5)], [1, 2, 5, 8]))
+HW = [(8, 8), (7, 9), (1, 5)]
+SHAPE_CASES = [(kind, s, HW[i % 3], t) for i, (kind, s, t) in
+               enumerate(itertools.product(["dense", "channelwise"], [1, 2], [1, 2, 5, 8]))]
 
 
 @pytest.mark.parametrize("kind,stride,hw,t", SHAPE_CASES)
@@ -90,7 +92,7 @@ def test_output_shape_equals_plain_conv(kind, stride, hw, t):
 )
 @pytest.mark.parametrize("stride", [1, 2])
 def test_options_keep_the_shape_and_train(opts, stride):
-    x = torch.randn(2, 6, 5, 7, 6)
+    x = torch.randn(2, 6, 5, 7, 5)
     k, s, p = (3, 3, 3), (1, stride, stride), 1
     m = MTConv(6, 8, k, stride=s, padding=p, delta=0.5, **opts)
     out = m(x)
