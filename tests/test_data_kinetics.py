@@ -142,3 +142,14 @@ def test_short_cycle_indices_shrink_the_crop(make_video_list):
     # round(24 * 0.5) = 12, round(24 * 0.7071) = 17, position 2 = the full crop.
     assert [ds[(0, s)]["inputs"].shape[-1] for s in range(3)] == [12, 17, 24]
     assert ds[(0, 1)]["index"] == 0
+
+
+def test_a_broken_test_video_fails_every_view_with_one_warning(tmp_path, caplog):
+    missing = os.path.join(str(tmp_path), "gone.mp4")
+    with open(os.path.join(str(tmp_path), "test.csv"), "w") as f:
+        f.write(f"{missing} 1\n")
+    ds = build_dataset(_cfg(str(tmp_path)), "test")
+    with caplog.at_level("WARNING", logger="mtnet_plugin.data.kinetics"):
+        samples = [ds[i] for i in range(len(ds))]
+    assert all(s["failed"] and s["failures"] == [{"path": missing, "error": "file not found"}] for s in samples)
+    assert sum(missing in r.getMessage() for r in caplog.records) == 1

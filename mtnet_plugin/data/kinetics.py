@@ -15,7 +15,8 @@ Modes, as in PySlowFast:
   rate is drawn from ``[SAMPLING_RATE, LONG_CYCLE_SAMPLING_RATE]``.
 
 Broken videos (missing, empty, truncated, not a video, audio-only, decode errors) are tried
-``1 + DATA.DECODE_RETRIES`` times. Then a train sample is replaced by another random video (up to
+``1 + DATA.DECODE_RETRIES`` times (once per process: later requests for a video that failed fail at once, so a
+broken test video costs one warning, not one per view). Then a train sample is replaced by another random video (up to
 ``DATA.MAX_REPLACEMENTS`` times, then RuntimeError), while a val/test sample comes back with ``failed=True`` and zero
 inputs. Every failure is logged with the path and the error, and listed in the sample's ``failures``.
 """
@@ -76,6 +77,8 @@ class KineticsDataset(torch.utils.data.Dataset):
         self.threads = bool(cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE)
         # Test: the decoded uint8 frames of the last (video_idx, temporal_idx), reused by its other spatial crops.
         self._last_clip: Optional[Tuple[Tuple[int, int], torch.Tensor]] = None
+        # Videos that failed every attempt in this process (worker), with the error: later requests fail at once.
+        self._known_bad: Dict[int, str] = {}
 
     @property
     def views_per_video(self) -> int:
@@ -138,6 +141,10 @@ class KineticsDataset(torch.utils.data.Dataset):
                   failures: List[Dict[str, str]]) -> Optional[torch.Tensor]:
         """``_load`` with ``1 + decode_retries`` attempts; on failure log, append to ``failures``, return None."""
         path = self.videos[video_idx].path
+        if video_idx in self._known_bad:  # e.g. the other 29 views of a broken test video: no new attempts
+            logger.debug("skipping %s, which failed before: %s", path, self._known_bad[video_idx])
+            failures.append({"path": path, "error": self._known_bad[video_idx]})
+            return None
         error = ""
         for attempt in range(1 + self.decode_retries):
             try:
@@ -150,6 +157,7 @@ class KineticsDataset(torch.utils.data.Dataset):
         logger.warning("failed to load %s (%s split, %d attempts): %s", path, self.split, 1 + self.decode_retries,
                        error)
         failures.append({"path": path, "error": error})
+        self._known_bad[video_idx] = error
         return None
 
     def __getitem__(self, index: Index) -> Dict[str, Any]:
