@@ -1,4 +1,5 @@
 """mtnet_plugin.ops triplet cosine frame selection (Eq. 6-7), against a slow per-sample Python loop."""
+import io
 import math
 import warnings
 
@@ -130,3 +131,16 @@ def test_traceable_and_exportable_without_baking_in_values():
         assert torch.equal(traced(x), triplet_cosine_select(x))
         assert torch.equal(exported(x), triplet_cosine_select(x))
     assert not torch.equal(triplet_cosine_select(x1), triplet_cosine_select(x2))
+
+
+def test_onnx_export_matches_eager():
+    ort = pytest.importorskip("onnxruntime")
+    x1 = _one_hot_clip([0, 0, 0, 1, 2, 0, 0, 0])
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Select(), (x1,), buf, dynamo=False)
+    session = ort.InferenceSession(buf.getvalue())
+    name = session.get_inputs()[0].name
+    for x in (x1, _one_hot_clip([0, 1, 2, 0, 0, 0, 0, 0]), torch.randn(1, 4, 8, 3, 3)):
+        assert session.run(None, {name: x.numpy()})[0].tolist() == triplet_cosine_select(x).tolist()

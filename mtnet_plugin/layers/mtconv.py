@@ -85,7 +85,8 @@ class MTConv(nn.Module):
         p_input: "full" (text: P reads a_L plus all input channels) or "split" (P reads a_L plus the last
             ``C_in - floor(delta * C_in)`` input channels; spec #7).
         lp_kernel: kernel of w_LP, "same" as L (text) or "1x1x1" (authors' code; spec #10).
-        pool: P's spatial pooling, one of ``mtnet_plugin.ops.POOL_METHODS`` (Table VIc).
+        pool: P's spatial pooling, one of ``mtnet_plugin.ops.POOL_METHODS`` (Table VIc); "stochastic"
+            samples with torch's global RNG in training mode and takes the expectation in eval mode.
         symmetric_pool: pool 2x2x2 over (T, H, W) instead of frame selection; requires selection="none".
         selection: "lowest" (text), "highest" (authors' code) or "none" (spec #1).
         activation: apply ReLU to z_L, z_LP and z_P (Eq. 3); False makes the whole module linear after its BNs
