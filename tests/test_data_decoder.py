@@ -88,3 +88,19 @@ def test_bad_files_raise_video_decode_error_naming_the_path(tmp_path, make_video
     assert probe_video(audio).has_video is False
     with pytest.raises(VideoDecodeError, match="no video stream"):
         decode_clip(audio, 4, 2)
+
+
+def test_truncated_file_counts_the_frames_it_still_holds(make_video, tmp_path):
+    # Matroska keeps no frame count in its header: frames are counted from the packets that are present.
+    path = make_video("full.mkv", num_frames=60, fps=10)
+    cut = os.path.join(str(tmp_path), "cut.mkv")
+    with open(path, "rb") as src, open(cut, "wb") as dst:
+        data = src.read()
+        dst.write(data[: len(data) // 2])
+    info = probe_video(cut)
+    assert 0 < info.num_frames < 60
+    reference = _full_decode(path)
+    frames = decode_frames(cut, [0, info.num_frames // 2])
+    assert np.array_equal(frames.numpy(), reference[[0, info.num_frames // 2]])
+    with pytest.raises(VideoDecodeError, match="no frame decodes"):
+        decode_frames(cut, [58, 59])

@@ -30,6 +30,10 @@ from .sampling import clip_frame_indices, clip_size_frames, get_start_end_idx
 logger = logging.getLogger(__name__)
 
 
+# What PyAV raises on bad data while demuxing or decoding.
+_DECODE_ERRORS = (av.error.FFmpegError, OSError, ValueError, EOFError)
+
+
 class VideoDecodeError(RuntimeError):
     """A video that cannot be read. ``path`` and ``reason`` are kept as attributes."""
 
@@ -96,11 +100,15 @@ class VideoReader:
             self._container = av.open(local)
         except (av.error.FFmpegError, UnicodeDecodeError, OSError, ValueError) as e:
             raise VideoDecodeError(path, f"cannot open as a video ({type(e).__name__}: {e})") from e
-        streams = self._container.streams.video
-        self._stream = streams[0] if streams else None
-        if self._stream is not None and threads:
-            self._stream.thread_type = "AUTO"
-        self.info = self._probe()
+        try:
+            streams = self._container.streams.video
+            self._stream = streams[0] if streams else None
+            if self._stream is not None and threads:
+                self._stream.thread_type = "AUTO"
+            self.info = self._probe()
+        except BaseException:
+            self._container.close()
+            raise
         # Frames the last ``frames()`` call decoded (seeking keeps this near the clip's length).
         self.last_decoded = 0
 
@@ -135,7 +143,7 @@ class VideoReader:
     def _count_packets(self) -> int:
         try:
             count = sum(1 for p in self._container.demux(self._stream) if p.size)
-        except av.error.FFmpegError as e:
+        except _DECODE_ERRORS as e:
             raise VideoDecodeError(self.path, f"cannot read packets ({type(e).__name__}: {e})") from e
         self._container.seek(0)
         return count
@@ -182,7 +190,7 @@ class VideoReader:
         self.last_decoded = 0
         try:
             decoded = self._decode_range(first, last)
-        except av.error.FFmpegError as e:
+        except _DECODE_ERRORS as e:
             raise VideoDecodeError(self.path, f"decoding frames {first}..{last} failed ({type(e).__name__}: {e})") from e
         if not decoded:
             raise VideoDecodeError(self.path, f"no frame decodes in {first}..{last} "
