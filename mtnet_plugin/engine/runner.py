@@ -8,6 +8,7 @@ from mtnet_plugin.models import MODEL_REGISTRY, registered_names
 from mtnet_plugin.models.build import model_name_from_config
 
 from .checkpoint import checkpoint_dir
+from .common import save_config
 from .distributed import is_main_process, launch
 from .evaluate import RESULTS_FILE, test
 from .logs import JSON_STATS_FILE, setup_logging
@@ -52,6 +53,8 @@ def run(cfg, init_method: Optional[str] = None) -> dict:
         ``{"train": summary, "test": results, "outputs": {name: path}}`` in this process (empty when spawned).
     """
     setup_logging(cfg.OUTPUT_DIR)
+    if is_main_process():
+        logger.info("Config saved to %s", save_config(cfg, cfg.OUTPUT_DIR))
     result = launch(cfg, _train_then_test, init_method) or {}
     if is_main_process():
         result["outputs"] = output_locations(cfg.OUTPUT_DIR)
