@@ -1,0 +1,43 @@
+"""Two CPU processes through torchrun (gloo): DDP training and gathered test predictions, same stats format."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from mtnet_plugin.engine.checkpoint import list_checkpoints
+from mtnet_plugin.engine.logs import read_json_stats
+from test_engine_trainer import write_class_videos, write_tiny_yaml
+from test_run_net import RUN_NET, cpu_env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_processes_train_and_test(tmp_path, make_video):
+    data_dir = write_class_videos(make_video, splits=("train", "val", "test"), per_class=2)
+    out = str(tmp_path / "out")
+    cfg = write_tiny_yaml(str(tmp_path / "ddp.yaml"), data_dir, out,
+                          TRAIN={"BATCH_SIZE": 2, "EVAL_PERIOD": 2, "CHECKPOINT_PERIOD": 2},
+                          TEST={"ENABLE": True, "NUM_ENSEMBLE_VIEWS": 2, "NUM_SPATIAL_CROPS": 1, "BATCH_SIZE": 2},
+                          SOLVER={"MAX_EPOCH": 2}, BN={"NORM_TYPE": "sync_batchnorm"})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), RUN_NET, "--cfg", cfg]
+    proc = subprocess.run(cmd, cwd=str(tmp_path), env=cpu_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "rank 1 / 2, backend gloo" in open(os.path.join(out, "stdout_rank1.log")).read()
+    stats = read_json_stats(os.path.join(out, "json_stats.log"))
+    train = [s for s in stats if s["_type"] == "train_epoch"]
+    val = [s for s in stats if s["_type"] == "val_epoch"]
+    assert [s["epoch"] for s in train] == ["1/2", "2/2"] and [s["epoch"] for s in val] == ["2/2"]  # rank 0 only
+    # same format as a single-process run (test_engine_trainer checks the same key set)
+    assert set(train[0]) == {"_type", "epoch", "dt", "dt_data", "dt_net", "eta", "loss", "lr", "grad_norm",
+                             "gpu_mem", "RAM", "top1_err", "top5_err", "data_failures", "data_failure_paths"}
+    assert [os.path.basename(p) for p in list_checkpoints(out)] == ["checkpoint_epoch_00002.pyth"]
+    res = json.load(open(os.path.join(out, "test_results.json")))
+    # each rank tested half of the 8 views; gathered and de-duplicated: every video has exactly its 2 views
+    assert res["num_videos"] == 4 and [v["views"] for v in res["per_video"]] == [2, 2, 2, 2]
+    assert sorted(v["video_idx"] for v in res["per_video"]) == [0, 1, 2, 3]
