@@ -119,3 +119,41 @@ def write_list(path: str, entries) -> str:
     with open(path, "w") as f:
         f.write("".join(f"{p} {label}\n" for p, label in entries))
     return path
+
+
+def tiny_cfg_dict(data_dir: str, output_dir: str, **sections) -> dict:
+    """A tiny CPU run as a YAML-able dict: X3D (width 0.5, depth 0.2), 2 classes, 4 frames at 32 px, 1 view.
+
+    ``sections`` update nodes (``SOLVER={"MAX_EPOCH": 3}``) or set top-level keys.
+    """
+    cfg = {
+        "TRAIN": {"ENABLE": True, "BATCH_SIZE": 4, "EVAL_PERIOD": 1, "CHECKPOINT_PERIOD": 1, "AUTO_RESUME": True},
+        "TEST": {"ENABLE": False, "BATCH_SIZE": 4, "NUM_ENSEMBLE_VIEWS": 1, "NUM_SPATIAL_CROPS": 1},
+        "DATA": {"PATH_TO_DATA_DIR": data_dir, "NUM_FRAMES": 4, "SAMPLING_RATE": 2, "TARGET_FPS": 10,
+                 "TRAIN_JITTER_SCALES": [32, 32], "TRAIN_CROP_SIZE": 32, "TEST_CROP_SIZE": 32,
+                 "INPUT_CHANNEL_NUM": [3], "DECODE_RETRIES": 0},
+        "MODEL": {"MODEL_NAME": "X3D", "ARCH": "x3d", "NUM_CLASSES": 2, "DROPOUT_RATE": 0.0},
+        "X3D": {"WIDTH_FACTOR": 0.5, "DEPTH_FACTOR": 0.2, "DIM_C1": 4, "DIM_C5": 16, "BOTTLENECK_FACTOR": 1.0},
+        "SOLVER": {"BASE_LR": 0.05, "LR_POLICY": "cosine", "MAX_EPOCH": 2, "WARMUP_EPOCHS": 0.0,
+                   "OPTIMIZING_METHOD": "sgd", "WEIGHT_DECAY": 0.0},
+        "BN": {"USE_PRECISE_STATS": False},
+        "DATA_LOADER": {"NUM_WORKERS": 0, "PIN_MEMORY": False},
+        "NUM_GPUS": 0,
+        "LOG_PERIOD": 1,
+        "RNG_SEED": 0,
+        "OUTPUT_DIR": output_dir,
+    }
+    for node, values in sections.items():
+        if isinstance(values, dict):
+            cfg.setdefault(node, {}).update(values)
+        else:
+            cfg[node] = values
+    return cfg
+
+
+def write_yaml(path: str, data: dict) -> str:
+    import yaml
+
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f)
+    return path
