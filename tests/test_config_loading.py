@@ -176,3 +176,24 @@ def test_load_config_does_not_touch_a_frozen_base():
     base.freeze()
     cfg = load_config([], ["DATA.NUM_FRAMES", "4"], base=base)
     assert cfg.DATA.NUM_FRAMES == 4 and base.DATA.NUM_FRAMES == 8
+
+
+def test_x3d_yaml_with_arch_mtnet_builds_mtnet_with_its_x3d_scaling(tmp_path):
+    import torch
+
+    from mtnet_plugin.layers import MTConv
+    from mtnet_plugin.models import MTNet, build_model
+
+    path = _write(tmp_path, "X3D_M.yaml", X3D_M_YAML.replace("ARCH: x3d", "ARCH: mtnet"))
+    cfg = load_config([path], ["MODEL.NUM_CLASSES", "5"])
+    model = build_model(cfg)
+    assert isinstance(model, MTNet)
+    # X3D-M depth: ceil(2.2 * [1, 2, 5, 3]) = [3, 5, 11, 7] blocks; head widths from X3D.DIM_C5 and NUM_CLASSES.
+    assert [len(list(getattr(model, f"s{i}").children())) for i in range(2, 6)] == [3, 5, 11, 7]
+    assert model.head.projection.in_features == 2048 and model.head.projection.out_features == 5
+    assert any(isinstance(m, MTConv) for m in model.modules())
+    small = build_model(load_config([path], ["MODEL.NUM_CLASSES", "3", "X3D.WIDTH_FACTOR", "0.5",
+                                             "X3D.DEPTH_FACTOR", "0.3", "X3D.DIM_C5", "16"]))
+    small.eval()
+    with torch.no_grad():
+        assert small([torch.randn(1, 3, 4, 32, 32)]).shape == (1, 3)
