@@ -153,3 +153,13 @@ def test_a_broken_test_video_fails_every_view_with_one_warning(tmp_path, caplog)
         samples = [ds[i] for i in range(len(ds))]
     assert all(s["failed"] and s["failures"] == [{"path": missing, "error": "file not found"}] for s in samples)
     assert sum(missing in r.getMessage() for r in caplog.records) == 1
+
+
+def test_views_of_a_single_video_without_a_list(make_video):
+    from mtnet_plugin.data import KineticsDataset, VideoEntry
+
+    path = make_video("one.mp4", num_frames=20, height=32, width=48, fps=10)
+    ds = KineticsDataset(_cfg("/nonexistent"), "test", entries=[VideoEntry(path, 0, "cli")])
+    views = torch.stack([ds[i]["inputs"] for i in range(len(ds))])
+    assert views.shape == (6, 3, 4, 32, 32)
+    assert torch.allclose(views[5], _expected(_reference(path)[[6, 8, 10, 13]], 0, 16, 32), atol=1e-5)

@@ -22,7 +22,7 @@ inputs. Every failure is logged with the path and the error, and listed in the s
 """
 import logging
 import random
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from fvcore.common.config import CfgNode
@@ -43,19 +43,26 @@ class KineticsDataset(torch.utils.data.Dataset):
     Args:
         cfg: the run's config (read at construction; a long-cycle phase passes its own cfg).
         split: ``train`` | ``val`` | ``test``.
+        entries: use these videos instead of reading ``{split}.csv`` (e.g. a prediction tool:
+            ``KineticsDataset(cfg, "test", entries=[VideoEntry(path, 0, "cli")])`` gives the video's V x C views).
 
     Raises:
         FileNotFoundError / VideoListError: the list is missing or malformed (``file:line``).
     """
 
-    def __init__(self, cfg: CfgNode, split: str):
+    def __init__(self, cfg: CfgNode, split: str, entries: Optional[Sequence[VideoEntry]] = None):
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {split!r}")
         self.split = split
-        self.videos: List[VideoEntry] = read_video_list(
-            list_path(cfg.DATA.PATH_TO_DATA_DIR, split),
-            separator=cfg.DATA.PATH_LABEL_SEPARATOR,
-            prefix=cfg.DATA.PATH_PREFIX,
-            num_classes=cfg.MODEL.NUM_CLASSES,
-        )
+        if entries is not None:
+            self.videos: List[VideoEntry] = list(entries)
+        else:
+            self.videos = read_video_list(
+                list_path(cfg.DATA.PATH_TO_DATA_DIR, split),
+                separator=cfg.DATA.PATH_LABEL_SEPARATOR,
+                prefix=cfg.DATA.PATH_PREFIX,
+                num_classes=cfg.MODEL.NUM_CLASSES,
+            )
         d = cfg.DATA
         self.num_frames = int(d.NUM_FRAMES)
         self.sampling_rate = int(d.SAMPLING_RATE)
