@@ -7,10 +7,10 @@ import pytest
 import torch
 import yaml
 
-from mtnet_plugin.config import get_cfg, load_config
+from mtnet_plugin.config import load_config
 from mtnet_plugin.engine import Trainer, TrainingDiverged, train
 from mtnet_plugin.engine.checkpoint import list_checkpoints, read_checkpoint
-from mtnet_plugin.engine.hooks import HookBase, default_hooks
+from mtnet_plugin.engine.hooks import HookBase
 from mtnet_plugin.engine.logs import read_json_stats
 from mtnet_plugin.engine.lr_policy import get_lr_at_epoch
 from mtnet_plugin.engine.optim import param_groups
@@ -215,8 +215,7 @@ def test_finetune_from_checkpoint_file_loads_matching_weights(tmp_path, make_vid
 
 
 def test_real_x3d_bn_params_are_all_in_the_bn_group(tmp_path):
-    cfg = get_cfg()
-    cfg.merge_from_other_cfg(load_config([write_tiny_yaml(str(tmp_path / "t.yaml"), str(tmp_path), str(tmp_path))]))
+    cfg = load_config([write_tiny_yaml(str(tmp_path / "t.yaml"), str(tmp_path), str(tmp_path))])
     model = build_model(cfg)
     groups = {g["name"]: g for g in param_groups(model, cfg)}
     bn = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d) for p in m.parameters()}
