@@ -151,64 +151,71 @@ class VideoReader:
     def _index_of(self, pts: int) -> int:
         return round((pts - self._start_pts) * self._time_base * self._rate)
 
-    def _decode_range(self, first: int, last: int) -> Dict[int, np.ndarray]:
-        """Decoded RGB frames with index in ``[first, last]``, keyed by index (seek to the key frame before first)."""
-        for seek_to_start in (False, True):
-            if first > 0 and not seek_to_start:
-                target = self._start_pts + int(first / self._rate / self._time_base)
-                self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
-            else:
-                self._container.seek(self._start_pts, stream=self._stream, backward=True, any_frame=False)
+    def _collect(self, wanted: List[int]) -> Tuple[Dict[int, np.ndarray], List[int]]:
+        """Decode forward from the key frame before ``wanted[0]`` until every wanted index has a frame.
+
+        Each wanted index gets the last frame whose index is <= it (so a gap in a variable-rate stream repeats the
+        frame before it); only those frames are converted to RGB. Returns ``(frames by index, indices past the end
+        of the stream)``.
+        """
+        first = wanted[0]
+        for from_start in (first == 0, True):
+            target = self._start_pts + (0 if from_start else int(first / self._rate / self._time_base))
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
             out: Dict[int, np.ndarray] = {}
-            first_seen = None
+            pos, prev, prev_rgb, first_seen = 0, None, None, None
             for frame in self._container.decode(self._stream):
                 self.last_decoded += 1
                 if frame.pts is None:
                     continue
                 idx = self._index_of(frame.pts)
-                first_seen = idx if first_seen is None else first_seen
-                if idx > last:
-                    break
-                if idx >= first:
-                    out[idx] = frame.to_ndarray(format="rgb24")
-            if first_seen is None or first_seen <= first or seek_to_start:
-                return out
-            # The demuxer landed after the wanted frame (an imprecise index): decode from the start instead.
-        return out
+                if first_seen is None:
+                    first_seen = idx
+                    if idx > first and not from_start:
+                        break  # the demuxer landed after the wanted frame (an imprecise index): start over
+                while pos < len(wanted) and wanted[pos] <= idx:
+                    if wanted[pos] == idx or prev is None:
+                        out[wanted[pos]] = frame.to_ndarray(format="rgb24")
+                    else:
+                        prev_rgb = prev_rgb if prev_rgb is not None else prev.to_ndarray(format="rgb24")
+                        out[wanted[pos]] = prev_rgb
+                    pos += 1
+                if pos == len(wanted):
+                    return out, []
+                prev, prev_rgb = frame, None
+            else:
+                missing = wanted[pos:]
+                if prev is not None:
+                    rgb = prev.to_ndarray(format="rgb24")
+                    for i in missing:
+                        out[i] = rgb
+                return out, missing
+        return {}, wanted  # not reached: the pass from the start always returns
 
     def frames(self, indices: Sequence[int]) -> torch.Tensor:
         """RGB frames at ``indices`` (any order, repeats allowed), ``uint8 (len(indices), H, W, 3)``.
 
         Indices past the last decodable frame (a header that over-counts, a truncated file) get the last decoded
-        frame, with a warning; if none of the wanted range decodes, VideoDecodeError is raised.
+        frame, with a warning; if no frame at or after the first wanted index decodes, VideoDecodeError is raised.
         """
         if self._stream is None:
             raise VideoDecodeError(self.path, "no video stream (audio-only or data file)")
         if len(indices) == 0:
             raise ValueError("frames(): no indices requested")
-        first, last = min(indices), max(indices)
+        wanted = sorted(set(int(i) for i in indices))
         self.last_decoded = 0
         try:
-            decoded = self._decode_range(first, last)
+            decoded, past_end = self._collect(wanted)
         except _DECODE_ERRORS as e:
-            raise VideoDecodeError(self.path, f"decoding frames {first}..{last} failed ({type(e).__name__}: {e})") from e
-        if not decoded:
-            raise VideoDecodeError(self.path, f"no frame decodes in {first}..{last} "
+            raise VideoDecodeError(self.path, f"decoding frames {wanted[0]}..{wanted[-1]} failed "
+                                              f"({type(e).__name__}: {e})") from e
+        if len(past_end) == len(wanted) or not decoded:
+            raise VideoDecodeError(self.path, f"no frame decodes in {wanted[0]}..{wanted[-1]} "
                                               f"(header says {self.info.num_frames} frames; truncated?)")
-        have = sorted(decoded)
-        picked = []
-        missing = 0
-        for i in indices:
-            if i not in decoded:
-                missing += 1
-                earlier = [j for j in have if j <= i]
-                i = earlier[-1] if earlier else have[0]
-            picked.append(decoded[i])
-        if missing:
-            logger.warning("%s: %d of %d requested frames (%d..%d) did not decode; repeated the nearest earlier "
-                           "frame (header says %d frames)", self.path, missing, len(indices), first, last,
-                           self.info.num_frames)
-        return torch.from_numpy(np.stack(picked))
+        if past_end:
+            logger.warning("%s: frames %s are past the last decodable frame; repeated it (header says %d frames)",
+                           self.path, past_end, self.info.num_frames)
+        return torch.from_numpy(np.stack([decoded[int(i)] for i in indices]))
 
 
 def probe_video(path: str) -> VideoInfo:
