@@ -163,3 +163,23 @@ def test_views_of_a_single_video_without_a_list(make_video):
     views = torch.stack([ds[i]["inputs"] for i in range(len(ds))])
     assert views.shape == (6, 3, 4, 32, 32)
     assert torch.allclose(views[5], _expected(_reference(path)[[6, 8, 10, 13]], 0, 16, 32), atol=1e-5)
+
+
+def test_long_cycle_sampling_rate_and_fps_jitter_in_train_only(make_video_list, monkeypatch):
+    import mtnet_plugin.data.kinetics as kinetics
+
+    seen = []
+    real = kinetics.clip_size_frames
+    monkeypatch.setattr(kinetics, "clip_size_frames", lambda t, rate, fps, vfps: seen.append((rate, fps)) or
+                        real(t, rate, fps, vfps))
+    data_dir = make_video_list("train", num_videos=1, num_frames=20, fps=10)
+    make_video_list("val", num_videos=1, num_frames=20, fps=10)
+    cfg = _cfg(data_dir, MULTIGRID__LONG_CYCLE_SAMPLING_RATE=4, DATA__TRAIN_JITTER_FPS=5.0)
+    train = build_dataset(cfg, "train")
+    for _ in range(40):
+        train[0]
+    rates = {r for r, _ in seen}
+    assert rates == {2, 3, 4} and all(10 <= f <= 15 for _, f in seen)  # rate in [2, 4], fps in 10 + U[0, 5]
+    seen.clear()
+    build_dataset(cfg, "val")[0]
+    assert seen == [(2, 10.0)]

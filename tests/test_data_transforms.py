@@ -88,3 +88,19 @@ def test_uniform_spatial_sampling_right_crop():
     clip = torch.rand(3, 2, 16, 24)
     out = uniform_spatial_sampling(clip, 16, 16, 2)
     assert torch.equal(out, clip[..., :, 8:24])
+
+
+def test_jitter_scale_uniform_and_inverse_uniform():
+    from mtnet_plugin.data.transforms import jitter_scale
+
+    class Fixed:
+        def __init__(self, pick):
+            self.pick = pick
+
+        def uniform(self, a, b):
+            return a if self.pick == "low" else b
+
+    assert jitter_scale(256, 320, rng=Fixed("low")) == 256 and jitter_scale(256, 320, rng=Fixed("high")) == 320
+    # Inverse: 1 / U[1/320, 1/256]; the low end of the draw is 1/320 -> scale 320.
+    assert jitter_scale(256, 320, True, rng=Fixed("low")) == 320
+    assert jitter_scale(256, 320, True, rng=Fixed("high")) == 256
