@@ -221,3 +221,39 @@ def test_real_x3d_bn_params_are_all_in_the_bn_group(tmp_path):
     bn = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d) for p in m.parameters()}
     assert {id(p) for p in groups["bn"]["params"]} == bn and len(bn) > 0
     assert not bn & {id(p) for p in groups["non_bn"]["params"]}
+
+
+def test_precise_bn_sets_running_mean_to_the_population_mean(tmp_path, make_video, one_thread):
+    data_dir = write_class_videos(make_video, splits=("train",))
+    cfg = tiny_cfg(tmp_path, data_dir, BN={"USE_PRECISE_STATS": True, "NUM_BATCHES_PRECISE": 10},
+                   TRAIN={"BATCH_SIZE": 2, "EVAL_PERIOD": 100}, SOLVER={"MAX_EPOCH": 2})
+    train(cfg)
+    state = read_checkpoint(list_checkpoints(cfg.OUTPUT_DIR)[-1])["model_state"]
+    model = build_model(cfg)
+    model.load_state_dict(state)
+    model.eval()
+    name, first_bn = next((n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm3d))
+    seen = []
+    first_bn.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    from mtnet_plugin.data import build_dataset  # the train pipeline is deterministic here (clip = whole video)
+
+    dataset = build_dataset(cfg, "train")
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            model(dataset[i]["inputs"][None])
+    population_mean = torch.cat(seen).mean(dim=(0, 2, 3, 4))  # over every clip, frame and pixel
+    torch.testing.assert_close(state[f"{name}.running_mean"], population_mean, rtol=1e-4, atol=1e-5)
+
+
+def test_data_failures_are_counted_and_named_in_the_epoch_stats(tmp_path, make_video, one_thread):
+    data_dir = write_class_videos(make_video, splits=("train",))
+    corrupt = os.path.join(data_dir, "videos", "broken.mp4")
+    with open(corrupt, "wb") as f:
+        f.write(b"not a video" * 50)
+    with open(os.path.join(data_dir, "train.csv"), "a") as f:
+        f.write(f"{corrupt} 1\n")
+    cfg = tiny_cfg(tmp_path, data_dir, TRAIN={"BATCH_SIZE": 5, "EVAL_PERIOD": 100}, SOLVER={"MAX_EPOCH": 1})
+    train(cfg)
+    (stats,) = [s for s in read_json_stats(os.path.join(cfg.OUTPUT_DIR, "json_stats.log"))
+                if s["_type"] == "train_epoch"]
+    assert stats["data_failures"] >= 1 and stats["data_failure_paths"] == [corrupt]
