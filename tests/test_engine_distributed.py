@@ -41,3 +41,23 @@ def test_torchrun_two_processes_train_and_test(tmp_path, make_video):
     # each rank tested half of the 8 views; gathered and de-duplicated: every video has exactly its 2 views
     assert res["num_videos"] == 4 and [v["views"] for v in res["per_video"]] == [2, 2, 2, 2]
     assert sorted(v["video_idx"] for v in res["per_video"]) == [0, 1, 2, 3]
+
+
+def test_pyslowfast_shard_flags_without_torchrun(tmp_path, make_video):
+    """``--init_method tcp://... --num_shards 2 --shard_id i``: one CPU process per "machine", as PySlowFast."""
+    data_dir = write_class_videos(make_video, splits=("train",), per_class=2)
+    out = str(tmp_path / "out")
+    cfg = write_tiny_yaml(str(tmp_path / "shards.yaml"), data_dir, out,
+                          TRAIN={"BATCH_SIZE": 2, "EVAL_PERIOD": 100}, SOLVER={"MAX_EPOCH": 1, "WARMUP_EPOCHS": 0.0})
+    init = f"tcp://127.0.0.1:{_free_port()}"
+    procs = [subprocess.Popen([sys.executable, RUN_NET, "--cfg", cfg, "--init_method", init, "--num_shards", "2",
+                               "--shard_id", str(i), "--opts", "TEST.ENABLE", "False"],
+                              cwd=str(tmp_path), env=cpu_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for i in range(2)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert "rank 0 / 2, backend gloo" in open(os.path.join(out, "stdout.log")).read()
+    assert "rank 1 / 2, backend gloo" in open(os.path.join(out, "stdout_rank1.log")).read()
+    stats = read_json_stats(os.path.join(out, "json_stats.log"))
+    assert [s["epoch"] for s in stats if s["_type"] == "train_epoch"] == ["1/1"]  # written by rank 0 only
+    assert [os.path.basename(p) for p in list_checkpoints(out)] == ["checkpoint_epoch_00001.pyth"]

@@ -23,10 +23,10 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def save_config(cfg, output_dir: str, name: str = CONFIG_FILE) -> str:
-    """Write ``cfg.dump()`` to ``OUTPUT_DIR/name`` (main rank) and return the path."""
+def save_config(cfg, output_dir: str, name: str = CONFIG_FILE, force: bool = False) -> str:
+    """Write ``cfg.dump()`` to ``OUTPUT_DIR/name`` (main rank, or any with ``force``) and return the path."""
     path = os.path.join(output_dir, name)
-    if is_main_process():
+    if is_main_process() or force:
         os.makedirs(output_dir, exist_ok=True)
         with open(path, "w") as f:
             f.write(cfg.dump())

@@ -45,6 +45,15 @@ def local_world_size() -> int:
     return get_world_size()
 
 
+def launch_rank(cfg) -> int:
+    """The global rank this process will have (or, for a spawning parent, its shard's first rank)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return int(os.environ["RANK"])
+    if use_cuda(cfg) and cfg.NUM_GPUS > 1:
+        return cfg.SHARD_ID * cfg.NUM_GPUS
+    return cfg.SHARD_ID
+
+
 def is_main_process() -> bool:
     return get_rank() == 0
 
@@ -126,6 +135,7 @@ def launch(cfg, func: Callable, init_method: Optional[str] = None, setup_logs: b
         return None
     if cfg.NUM_SHARDS > 1:
         os.environ["LOCAL_WORLD_SIZE"] = "1"
+        os.environ["RANK"] = str(cfg.SHARD_ID)
         return _run_in_group(cfg, func, init_method, cfg.SHARD_ID, cfg.NUM_SHARDS, 0)
     return func(cfg)
 

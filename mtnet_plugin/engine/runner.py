@@ -9,7 +9,7 @@ from mtnet_plugin.models.build import model_name_from_config
 
 from .checkpoint import checkpoint_dir
 from .common import save_config
-from .distributed import is_main_process, launch
+from .distributed import is_main_process, launch, launch_rank
 from .evaluate import RESULTS_FILE, test
 from .logs import JSON_STATS_FILE, setup_logging
 from .plots import CONFUSION_FILE, CURVES_FILE
@@ -52,9 +52,10 @@ def run(cfg, init_method: Optional[str] = None) -> dict:
     Returns:
         ``{"train": summary, "test": results, "outputs": {name: path}}`` in this process (empty when spawned).
     """
-    setup_logging(cfg.OUTPUT_DIR)
-    if is_main_process():
-        logger.info("Config saved to %s", save_config(cfg, cfg.OUTPUT_DIR))
+    rank = launch_rank(cfg)
+    setup_logging(cfg.OUTPUT_DIR, rank)
+    if rank == 0:
+        logger.info("Config saved to %s", save_config(cfg, cfg.OUTPUT_DIR, force=True))
     result = launch(cfg, _train_then_test, init_method) or {}
     if is_main_process():
         result["outputs"] = output_locations(cfg.OUTPUT_DIR)
