@@ -89,7 +89,9 @@ def test_only_broken_train_files_stop_with_their_names(dirty, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     fault_files.write_list(str(data / "train.csv"), [(bad[k], 0) for k in fault_files.BROKEN])
-    cfg = _cfg(tmp_path, str(data), DATA={"MAX_REPLACEMENTS": 3}, TRAIN={"BATCH_SIZE": 1})
+    # in a loader worker: the error crosses the process boundary with its message
+    cfg = _cfg(tmp_path, str(data), DATA={"MAX_REPLACEMENTS": 3}, TRAIN={"BATCH_SIZE": 1},
+               DATA_LOADER={"NUM_WORKERS": 1})
     with pytest.raises(RuntimeError, match="DATA.MAX_REPLACEMENTS") as err:
         train(cfg)
     assert sum(bad[k] in str(err.value) for k in fault_files.BROKEN) >= 2  # 4 attempts, each named
