@@ -29,6 +29,8 @@ def test_torchrun_two_processes_train_and_test(tmp_path, make_video):
     proc = subprocess.run(cmd, cwd=str(tmp_path), env=cpu_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "rank 1 / 2, backend gloo" in open(os.path.join(out, "stdout_rank1.log")).read()
+    # BATCH_SIZE 2 is the machine's batch: 1 clip per process, 2 of the 4 clips per process -> 2 iterations
+    assert '"iter": "2/2"' in open(os.path.join(out, "stdout.log")).read()
     stats = read_json_stats(os.path.join(out, "json_stats.log"))
     train = [s for s in stats if s["_type"] == "train_epoch"]
     val = [s for s in stats if s["_type"] == "val_epoch"]

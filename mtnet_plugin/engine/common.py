@@ -9,7 +9,7 @@ from torch import nn
 
 from mtnet_plugin.models import build_model
 
-from .distributed import device_for, get_world_size, is_dist, is_main_process
+from .distributed import device_for, get_world_size, is_dist, is_main_process, local_world_size, use_cuda
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +71,27 @@ def to_device(batch: dict, device: torch.device) -> "tuple[torch.Tensor, torch.T
         inputs = inputs[0]
     non_blocking = device.type == "cuda"
     return inputs.to(device, non_blocking=non_blocking), batch["label"].to(device, non_blocking=non_blocking)
+
+
+def loader_cfg(cfg):
+    """The cfg handed to ``build_loader``: on CPU under a process group, ``NUM_GPUS`` = processes on this machine.
+
+    The loader gives each process ``BATCH_SIZE / max(1, NUM_GPUS)`` clips (PySlowFast, facts §9.5), so
+    ``TRAIN.BATCH_SIZE`` stays the batch of one machine when its CPU processes stand in for GPUs. Returns ``cfg``
+    itself otherwise, or a new frozen cfg.
+
+    Raises:
+        ValueError: a batch size that the processes of a machine cannot share evenly.
+    """
+    if use_cuda(cfg) or not is_dist() or cfg.NUM_GPUS == local_world_size():
+        return cfg
+    procs = local_world_size()
+    for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE"):
+        node, name = key.split(".")
+        if cfg[node][name] % procs:
+            raise ValueError(f"{key} = {cfg[node][name]} must be divisible by the {procs} processes of this machine")
+    out = cfg.clone()
+    out.defrost()
+    out.NUM_GPUS = procs
+    out.freeze()
+    return out

@@ -12,7 +12,8 @@ Process layout (facts §3.3, §9.5):
 
 Backend: NCCL when CUDA is used and ``DIST_BACKEND`` is nccl, else gloo (CPU).
 Batch semantics: ``TRAIN.BATCH_SIZE`` is the batch of one machine, split over its processes (PySlowFast's
-``BATCH_SIZE / NUM_GPUS``); the data loader applies it with :func:`local_world_size`.
+``BATCH_SIZE / NUM_GPUS``; the global batch is ``BATCH_SIZE x NUM_SHARDS``). CPU processes under a process group
+stand in for GPUs: the loaders see ``NUM_GPUS = local_world_size()`` (``common.loader_cfg``).
 """
 import datetime
 import logging

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from mtnet_plugin import data as mt_data
 
 from .checkpoint import last_intact_checkpoint, load_checkpoint
-from .common import build_model_on_device, set_seed, to_device
+from .common import build_model_on_device, loader_cfg, set_seed, to_device
 from .distributed import all_gather_objects, is_main_process
 from .logs import log_json_stats
 from .meters import confusion_matrix, eta_str, mean_class_accuracy, topk_correct
@@ -216,7 +216,7 @@ def test(cfg) -> dict:
         logger.warning("NO CHECKPOINT: testing a RANDOMLY INITIALISED model (set TEST.CHECKPOINT_FILE_PATH). "
                        "These numbers mean nothing.")
         logger.warning("!" * 80)
-    loader = mt_data.build_loader(cfg, "test")
+    loader = mt_data.build_loader(loader_cfg(cfg), "test")
     num_views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
     num_videos = len(loader.dataset) // num_views if hasattr(loader, "dataset") else None
     logger.info("Testing %s videos x %d views (%s aggregation)", num_videos, num_views, cfg.DATA.ENSEMBLE_METHOD)

@@ -13,6 +13,7 @@ from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
 from mtnet_plugin import data as mt_data
 
 from .checkpoint import save_checkpoint, unwrap
+from .common import loader_cfg
 from .distributed import barrier, is_main_process
 from .evaluate import predict, video_scores
 from .logs import log_json_stats
@@ -91,7 +92,7 @@ class PreciseBN(HookBase):
         model = unwrap(trainer.model)
         if not get_bn_modules(model):
             return
-        loader = mt_data.build_loader(trainer.phase_cfg, "train", is_precise_bn=True)
+        loader = mt_data.build_loader(loader_cfg(trainer.phase_cfg), "train", is_precise_bn=True)
         num_iters = min(self.num_batches, len(loader))
         device = trainer.device
 
@@ -132,7 +133,7 @@ class Evaluator(HookBase):
             return
         if self.loader is None:
             try:
-                self.loader = mt_data.build_loader(trainer.cfg, "val")
+                self.loader = mt_data.build_loader(loader_cfg(trainer.cfg), "val")
             except FileNotFoundError as err:
                 logger.warning("No validation split (%s): training runs without evaluation", err)
                 self.unavailable = True

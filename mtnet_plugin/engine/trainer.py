@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from mtnet_plugin import data as mt_data
 
 from .checkpoint import last_intact_checkpoint, load_checkpoint
-from .common import build_model_on_device, save_config, set_seed, to_device
+from .common import build_model_on_device, loader_cfg, save_config, set_seed, to_device
 from .distributed import all_reduce_mean, get_world_size, is_main_process
 from .hooks import default_hooks
 from .lr_policy import get_lr_at_epoch
@@ -133,7 +133,7 @@ class Trainer:
             if self._loader_key is not None or self.multigrid:
                 logger.info("Multigrid phase %d from epoch %d: batch %d, %d frames, crop %d, LR at start %.6g",
                             self.phase_index, self.epoch + 1, *key, get_lr_at_epoch(self.phase_cfg, self.epoch))
-            self.loader = mt_data.build_loader(self.phase_cfg, "train")
+            self.loader = mt_data.build_loader(loader_cfg(self.phase_cfg), "train")
             self._loader_key = key
         mt_data.shuffle_loader(self.loader, self.epoch)
         if len(self.loader) == 0:
