@@ -257,3 +257,28 @@ def test_data_failures_are_counted_and_named_in_the_epoch_stats(tmp_path, make_v
     (stats,) = [s for s in read_json_stats(os.path.join(cfg.OUTPUT_DIR, "json_stats.log"))
                 if s["_type"] == "train_epoch"]
     assert stats["data_failures"] >= 1 and stats["data_failure_paths"] == [corrupt]
+
+
+class GradProbe(HookBase):
+    """After each step: the global L2 norm and the largest |value| of the gradients the optimizer used."""
+
+    def __init__(self):
+        self.norms, self.maxima = [], []
+
+    def after_step(self, trainer):
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        self.norms.append(float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))))
+        self.maxima.append(max(float(g.abs().max()) for g in grads))
+
+
+@pytest.mark.parametrize("key, limit", [("CLIP_GRAD_L2NORM", 1e-3), ("CLIP_GRAD_VAL", 1e-4)])
+def test_gradient_clipping(tmp_path, make_video, one_thread, key, limit):
+    data_dir = write_class_videos(make_video, splits=("train",))
+    cfg = tiny_cfg(tmp_path, data_dir, TRAIN={"EVAL_PERIOD": 100}, SOLVER={"MAX_EPOCH": 1, key: limit})
+    trainer = Trainer(cfg)
+    probe = GradProbe()
+    trainer.hooks.append(probe)
+    trainer.train()
+    measured = probe.norms if key == "CLIP_GRAD_L2NORM" else probe.maxima
+    assert measured and max(measured) <= limit * (1 + 1e-4)
+    assert trainer.meter.grad_norm > limit  # the logged norm is the one before clipping

@@ -204,13 +204,13 @@ class Trainer:
             hook.after_step(self)
 
     def _clip_gradients(self) -> float:
+        """Clip by ``SOLVER.CLIP_GRAD_L2NORM`` then ``CLIP_GRAD_VAL`` (when set); returns the unclipped L2 norm."""
         params = [p for p in self.model.parameters() if p.grad is not None]
         solver = self.cfg.SOLVER
+        norm = torch.nn.utils.clip_grad_norm_(params, solver.CLIP_GRAD_L2NORM or float("inf"))
         if solver.CLIP_GRAD_VAL:
             torch.nn.utils.clip_grad_value_(params, solver.CLIP_GRAD_VAL)
-        if solver.CLIP_GRAD_L2NORM:
-            return float(torch.nn.utils.clip_grad_norm_(params, solver.CLIP_GRAD_L2NORM))
-        return float(torch.nn.utils.clip_grad_norm_(params, float("inf")))
+        return float(norm)
 
     def _check_loss(self, loss: float) -> None:
         where = f"epoch {self.epoch + 1}, iteration {self.iter + 1}"
