@@ -127,9 +127,10 @@ class Recorder(HookBase):
                           trainer.phase_cfg.DATA.NUM_FRAMES, trainer.phase_cfg.DATA.TRAIN_CROP_SIZE, trainer.lr))
 
 
-def test_cosine_multigrid_long_cycle_runs_a_tiny_model_through_every_phase(tmp_path, make_video, one_thread):
+@pytest.mark.parametrize("arch", ["x3d", "mtnet"])
+def test_cosine_multigrid_long_cycle_runs_a_tiny_model_through_every_phase(tmp_path, make_video, one_thread, arch):
     data_dir = write_class_videos(make_video, splits=("train",), per_class=4, num_frames=12)
-    cfg = tiny_cfg(tmp_path, data_dir, TRAIN={"BATCH_SIZE": 1, "EVAL_PERIOD": 100},
+    cfg = tiny_cfg(tmp_path, data_dir, TRAIN={"BATCH_SIZE": 1, "EVAL_PERIOD": 100}, MODEL={"ARCH": arch},
                    DATA={"NUM_FRAMES": 8, "TRAIN_CROP_SIZE": 32},
                    MULTIGRID={"LONG_CYCLE": True, "EPOCH_FACTOR": 1.0},
                    SOLVER={"MAX_EPOCH": 4, "WARMUP_EPOCHS": 0.0})
@@ -137,6 +138,7 @@ def test_cosine_multigrid_long_cycle_runs_a_tiny_model_through_every_phase(tmp_p
     recorder = Recorder(trainer.model)
     trainer.hooks.insert(1, recorder)
     trainer.train()
+    assert type(trainer.model).__name__ == {"x3d": "X3D", "mtnet": "MTNet"}[arch]
     schedule = trainer.multigrid.schedule
     assert trainer.max_epoch == schedule[-1][-1]
     assert sorted({s[1] for s in recorder.seen}) == list(range(len(schedule)))  # every phase trained
