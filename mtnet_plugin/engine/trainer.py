@@ -161,6 +161,10 @@ class Trainer:
             for hook in self.hooks:
                 hook.before_epoch(self)
             self.model.train()
+            if self.cfg.MODEL.FROZEN_BN:  # PySlowFast: BN statistics stay fixed while fine-tuning
+                for module in self.model.modules():
+                    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                        module.eval()
             t_data = time.perf_counter()
             for self.iter, batch in enumerate(self.loader):
                 dt_data = time.perf_counter() - t_data
