@@ -90,3 +90,27 @@ def test_assert_and_infer_cfg_returns_a_new_frozen_cfg():
     assert cfg.SOLVER.BASE_LR == 0.1  # the input is untouched
     again = assert_and_infer_cfg(out, check_devices=False)  # deriving twice does not scale twice
     assert again.SOLVER.BASE_LR == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("key, value", [("DELTA", 1.5), ("DELTA", 0.0), ("CELL", "transformer"), ("POOL", "median"),
+                                        ("SR_LAYERS", 0), ("SELECTION", "random"), ("P_INPUT", "half"),
+                                        ("LP_KERNEL", "3x3x3"), ("SYMMETRIC_POOL", 1)])
+def test_impossible_mtnet_values_name_the_key(key, value):
+    cfg = _cfg(MODEL__ARCH="mtnet")
+    cfg.MTNET[key] = value
+    with pytest.raises(ConfigError) as e:
+        validate_cfg(cfg, check_devices=False)
+    assert str(e.value).startswith(f"MTNET.{key} = {value!r}")
+    validate_cfg(_cfg(MTNET__DELTA=1.0), check_devices=False)  # delta = 1: no P branch, a valid baseline
+
+
+def test_mtnet_choices_match_what_the_layers_accept():
+    from mtnet_plugin.config.validation import MTNET_CHOICES
+    from mtnet_plugin.layers.mtconv import LP_KERNELS, P_INPUTS
+    from mtnet_plugin.layers.prolonged import SELECTIONS
+    from mtnet_plugin.layers.squeeze_recursion import CELLS
+    from mtnet_plugin.ops.pooling import POOL_METHODS
+
+    assert {k: set(v) for k, v in MTNET_CHOICES.items()} == {
+        "P_INPUT": set(P_INPUTS), "LP_KERNEL": set(LP_KERNELS), "POOL": set(POOL_METHODS),
+        "SELECTION": set(SELECTIONS), "CELL": set(CELLS)}
