@@ -147,20 +147,70 @@ def test_sigkill_mid_epoch_then_rerun_resumes_from_last_checkpoint(data_dir, tmp
     assert _train_epochs(out) == [f"{e}/{EPOCHS}" for e in range(1, EPOCHS + 1)]
 
 
-def test_sigkill_mid_checkpoint_write_keeps_the_previous_checkpoint(data_dir, tmp_path, caplog):
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def torn_save(data_dir, tmp_path_factory):
+    """A run SIGKILLed halfway through writing its second checkpoint, then rerun (in this process) to the end.
+
+    Returns ``{"out", "after_kill": files in checkpoints/ after the kill, "log": the rerun's log text}``.
+    """
+    tmp_path = tmp_path_factory.mktemp("torn")
     out = str(tmp_path / "out")
     cfg_path = _yaml(tmp_path, data_dir, out)
     proc = _run_driver(tmp_path, cfg_path, KILL_IN_SAVE)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-    # the torn write never replaced a checkpoint: epoch 1's is intact, epoch 2's does not exist
-    assert list_checkpoints(out) == [checkpoint_path(out, 0)]
-    assert read_checkpoint(checkpoint_path(out, 0))["epoch"] == 0
-    with caplog.at_level(logging.INFO):
+    after_kill = sorted(os.listdir(os.path.join(out, "checkpoints")))
+    package_logger, collect, threads = logging.getLogger("mtnet_plugin"), _Collect(), torch.get_num_threads()
+    level = package_logger.level
+    package_logger.addHandler(collect)
+    package_logger.setLevel(logging.INFO)
+    torch.set_num_threads(1)
+    try:
         train(_frozen(cfg_path))
-    assert f"Resuming from {checkpoint_path(out, 0)}" in caplog.text
+    finally:
+        package_logger.removeHandler(collect)
+        package_logger.setLevel(level)
+        torch.set_num_threads(threads)
+    return {"out": out, "after_kill": after_kill, "log": "\n".join(collect.messages)}
+
+
+def test_sigkill_mid_checkpoint_write_keeps_the_previous_checkpoint(torn_save):
+    out = torn_save["out"]
+    # the torn write never replaced a checkpoint: epoch 1's is intact, epoch 2's does not exist
+    assert [f for f in torn_save["after_kill"] if f.endswith(".pyth")] == ["checkpoint_epoch_00001.pyth"]
+    assert f"Resuming from {checkpoint_path(out, 0)}" in torn_save["log"]
     assert [read_checkpoint(p)["epoch"] for p in list_checkpoints(out)] == list(range(EPOCHS))
     # epoch 2 was logged before its checkpoint write died, and is trained once more: nothing else is redone
     assert _train_epochs(out) == ["1/4", "2/4", "2/4", "3/4", "4/4"]
+
+
+@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
+                   reason="faults-found #5: the torn temporary file of a killed checkpoint write stays in "
+                          "checkpoints/ forever (one checkpoint's size per crash)")
+def test_torn_checkpoint_write_leaves_no_file_behind_after_resume(torn_save):
+    assert len(torn_save["after_kill"]) == 2, torn_save["after_kill"]  # the good checkpoint and the torn temp file
+    left = sorted(os.listdir(os.path.join(torn_save["out"], "checkpoints")))
+    fault_files.expect_handled(left == [f"checkpoint_epoch_{e:05d}.pyth" for e in range(1, EPOCHS + 1)],
+                               f"files left in checkpoints/ after the resumed run: {left}")
+
+
+@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
+                   reason="faults-found #6: checkpoints written through mkstemp are mode 0600, unreadable by "
+                          "the group (torch.save alone gives 0666 & ~umask)")
+def test_checkpoints_written_atomically_keep_the_usual_file_mode(torn_save):
+    umask = os.umask(0)
+    os.umask(umask)
+    path = checkpoint_path(torn_save["out"], EPOCHS - 1)
+    mode = os.stat(path).st_mode & 0o777
+    fault_files.expect_handled(mode == 0o666 & ~umask, f"{path} has mode {oct(mode)}, expected {oct(0o666 & ~umask)}")
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
