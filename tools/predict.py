@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Predict the action classes of video files with a trained MTNet / X3D checkpoint.
+
+    python tools/predict.py a.mp4 b.mp4 --cfg configs/Kinetics/MTNet_M.yaml --checkpoint ckpt.pyth --topk 5
+    python tools/predict.py clips/*.mp4 --checkpoint out/checkpoints/checkpoint_epoch_00300.pyth --views 1x1 --json
+
+Each video is decoded with the test pipeline, every view (``--views CLIPSxCROPS``, default the config's
+``TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS``) goes through the model, and the views' softmax are combined
+(``DATA.ENSEMBLE_METHOD``). Without ``--cfg`` the config stored in the checkpoint is used. ``--json`` prints one
+JSON object per video on stdout, ``{"video", "topk": [{"label", "index", "prob"}...], "views"}`` or
+``{"video", "error"}``; logs go to stderr. Exit status: 0 when every video was predicted, 1 when any could not be
+decoded (the others are still printed), 2 for bad arguments, config or checkpoint.
+"""
+import argparse
+import json
+import logging
+import sys
+
+from mtnet_plugin.engine.predict import predict
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("videos", nargs="+", help="video files")
+    parser.add_argument("--cfg", default=None, help="config YAML (default: the one stored in the checkpoint)")
+    parser.add_argument("--checkpoint", default=None, help="trained .pyth checkpoint")
+    parser.add_argument("--topk", type=int, default=5, help="classes to report per video")
+    parser.add_argument("--views", default=None, help="CLIPSxCROPS, e.g. 10x3 or 1x1 (default: the config's)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per video on stdout")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
+    parser.add_argument("--class-names", default=None, help="names file: json {name: id} or one name per line")
+    parser.add_argument("--batch-size", type=int, default=None, help="views per forward (default TEST.BATCH_SIZE)")
+    parser.add_argument("--num-workers", type=int, default=0, help="decoding processes")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE ... config overrides")
+    return parser.parse_args(argv)
+
+
+def format_text(result: dict) -> str:
+    if "error" in result:
+        return f"{result['video']}: ERROR {result['error']}"
+    lines = [f"{result['video']} ({result['views']} views)"]
+    width = max(len(t["label"]) for t in result["topk"])
+    for rank, t in enumerate(result["topk"], start=1):
+        lines.append(f"  {rank}. {t['label']:<{width}}  {t['prob']:.4f}  [{t['index']}]")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(levelname)s] %(name)s: %(message)s")
+    try:
+        results = predict(args.videos, args.cfg, args.checkpoint, topk=args.topk, views=args.views,
+                          device=args.device, opts=args.opts, class_names=args.class_names,
+                          batch_size=args.batch_size, num_workers=args.num_workers)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for result in results:
+        print(json.dumps(result) if args.json else format_text(result), flush=True)
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
