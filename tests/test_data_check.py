@@ -142,3 +142,12 @@ def test_a_decoder_crash_is_a_verdict_about_that_file(planted, tmp_path, monkeyp
     report = check_video_lists([str(listing)], workers=2)
     assert {b["path"]: b["kind"] for b in report["bad"]} == {poison: "undecodable", bad["empty"]: "empty"}
     assert "crashed" in report["bad"][0]["problem"]
+
+
+def test_progress_bar_counts_every_file_with_a_rate(planted, tmp_path, capsys):
+    folder, _, _ = planted
+    listing = tmp_path / "l.csv"
+    fault_files.write_list(str(listing), [(os.path.join(folder, f"good_{i}.mp4"), 0) for i in range(3)])
+    report = run_check([str(listing)], progress=True)
+    err = capsys.readouterr().err
+    assert report["bad"] == [] and "checking videos" in err and "3/3" in err

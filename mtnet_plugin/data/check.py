@@ -80,7 +80,8 @@ class _SwallowDecoderWarnings(logging.Filter):
         return False
 
 
-def _kind_of_open_error(path: str, err: VideoDecodeError) -> str:
+def _kind_of_open_error(path: str) -> str:
+    """missing / empty / undecodable, from the file system (remote URIs: undecodable)."""
     local = path if "://" not in path else None
     if local is not None and not os.path.exists(local):
         return "missing"
@@ -106,7 +107,9 @@ def check_video(path: str, spec: CheckSpec = CheckSpec()) -> Optional[Tuple[str,
         try:
             reader = VideoReader(path)
         except VideoDecodeError as e:
-            return _kind_of_open_error(path, e), e.reason
+            return _kind_of_open_error(path), e.reason
+        except Exception as e:  # a reader bug or an exotic container must not stop the scan
+            return "undecodable", f"cannot open ({type(e).__name__}: {e})"
         with reader:
             info = reader.info
             if not info.has_video:
