@@ -1,4 +1,5 @@
 """check_videos: the scan names exactly the planted bad files, writes a cleaned list, survives a decoder crash."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -151,3 +152,25 @@ def test_progress_bar_counts_every_file_with_a_rate(planted, tmp_path, capsys):
     report = run_check([str(listing)], progress=True)
     err = capsys.readouterr().err
     assert report["bad"] == [] and "checking videos" in err and "3/3" in err
+
+
+def test_cli_takes_sampling_prefix_and_classes_from_a_run_config(planted, tmp_path):
+    folder, _, bad = planted
+    cfg_file = fault_files.write_yaml(str(tmp_path / "run.yaml"), {
+        "DATA": {"NUM_FRAMES": 4, "SAMPLING_RATE": 3, "TARGET_FPS": 10, "PATH_PREFIX": folder},  # 12 frames
+        "MODEL": {"NUM_CLASSES": 2}})
+    listing = tmp_path / "l.csv"
+    listing.write_text("good_0.mp4 1\ngood_1.mp4 5\nbad/one_frame.mp4 0\n")
+    spec = importlib.util.spec_from_file_location("check_videos_cli", TOOL)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    report_file = tmp_path / "r.json"
+    status = cli.main([str(listing), "--cfg", cfg_file, "--workers", "0", "--json", str(report_file)])
+    report = json.loads(report_file.read_text())
+    assert status == 1
+    assert [(b["line"], b["kind"]) for b in report["bad"]] == [(2, "malformed"), (3, "too_short")]
+    assert "one clip spans 12" in report["bad"][1]["problem"] and report["bad"][1]["path"] == bad["one_frame"]
+    # an explicit flag wins over the config: 1 frame per clip makes the one-frame clip usable
+    status = cli.main([str(listing), "--cfg", cfg_file, "--workers", "0", "--num-frames", "1", "--sampling-rate",
+                       "1", "--json", str(report_file)])
+    assert [b["kind"] for b in json.loads(report_file.read_text())["bad"]] == ["malformed"]
