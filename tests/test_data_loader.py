@@ -92,3 +92,32 @@ def test_distributed_sampler_when_a_process_group_is_up(make_video_list, monkeyp
     assert len(train.sampler) == 2 and train.sampler.rank == 1
     shuffle_loader(train, 3)
     assert train.sampler.epoch == 3
+
+
+def test_a_dead_worker_is_reported_with_the_video_it_was_loading(make_video_list, monkeypatch):
+    import os
+
+    import mtnet_plugin.data.kinetics as kinetics
+
+    data_dir = make_video_list("test", num_videos=2, num_frames=12, fps=10)
+    poison = open(os.path.join(data_dir, "test.csv")).read().split()[2]  # the second video's path
+
+    class DyingReader(kinetics.VideoReader):  # as an FFmpeg segfault would, on one file
+        def __init__(self, path, **kw):
+            if path == poison:
+                os._exit(3)
+            super().__init__(path, **kw)
+
+    monkeypatch.setattr(kinetics, "VideoReader", DyingReader)  # inherited by the forked worker
+    cfg = _cfg(data_dir)
+    cfg.DATA_LOADER.NUM_WORKERS = 1
+    loader = build_loader(cfg, "test")
+    with pytest.raises(RuntimeError) as e:
+        list(loader)
+    assert "exited unexpectedly" in str(e.value) and poison in str(e.value)
+    crumbs = loader.breadcrumb_dir
+    del loader, e
+    import gc
+
+    gc.collect()
+    assert not os.path.exists(crumbs)  # the breadcrumb folder goes with the loader

@@ -21,6 +21,7 @@ broken test video costs one warning, not one per view). Then a train sample is r
 inputs. Every failure is logged with the path and the error, and listed in the sample's ``failures``.
 """
 import logging
+import os
 import random
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -86,6 +87,8 @@ class KineticsDataset(torch.utils.data.Dataset):
         self._last_clip: Optional[Tuple[Tuple[int, int], torch.Tensor]] = None
         # Videos that failed every attempt in this process (worker), with the error: later requests fail at once.
         self._known_bad: Dict[int, str] = {}
+        # Folder where each loader worker writes the path it is loading (set by build_loader; None = off).
+        self.breadcrumb_dir: Optional[str] = None
 
     @property
     def views_per_video(self) -> int:
@@ -148,6 +151,10 @@ class KineticsDataset(torch.utils.data.Dataset):
                   failures: List[Dict[str, str]]) -> Optional[torch.Tensor]:
         """``_load`` with ``1 + decode_retries`` attempts; on failure log, append to ``failures``, return None."""
         path = self.videos[video_idx].path
+        if self.breadcrumb_dir:
+            # Leave the path where the main process finds it should this worker die while decoding (loader.py).
+            with open(os.path.join(self.breadcrumb_dir, str(os.getpid())), "w") as f:
+                f.write(path)
         if video_idx in self._known_bad:  # e.g. the other 29 views of a broken test video: no new attempts
             logger.debug("skipping %s, which failed before: %s", path, self._known_bad[video_idx])
             failures.append({"path": path, "error": self._known_bad[video_idx]})

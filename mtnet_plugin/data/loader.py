@@ -4,10 +4,16 @@ Per-process batch size is PySlowFast's: ``TRAIN.BATCH_SIZE / max(1, NUM_GPUS)`` 
 ``TEST.BATCH_SIZE / max(1, NUM_GPUS)`` for test (facts file §9.5). Train shuffles and drops the last incomplete
 batch; val and test keep order and every sample. Under an initialised process group with world size > 1 a
 ``DistributedSampler`` splits the data (shuffle only for train; note that it pads val/test with repeated samples
-so every rank gets the same count, which the test harness sees as extra views).
+so every rank gets the same count, which the test harness sees as extra views). When a loader worker dies
+(an FFmpeg crash, an out-of-memory kill), the loader's error names the video that worker was loading.
 """
 import logging
-from typing import Any, Dict, List
+import os
+import re
+import shutil
+import tempfile
+import weakref
+from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -42,6 +48,49 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+_DEAD_WORKER = re.compile(r"DataLoader worker \(pids?(?:\(s\))? ([\d, ]+)\)")
+
+
+class NamingDataLoader(DataLoader):
+    """A DataLoader whose error for a worker that died (an FFmpeg crash, an out-of-memory kill) names the video
+    that worker was loading. Workers write that path to ``breadcrumb_dir/<pid>`` (``KineticsDataset``)."""
+
+    def __init__(self, *args, breadcrumb_dir: Optional[str] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.breadcrumb_dir = breadcrumb_dir
+        if breadcrumb_dir:
+            weakref.finalize(self, shutil.rmtree, breadcrumb_dir, True)
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        iterator = super().__iter__()
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except RuntimeError as e:
+                named = self._name_dead_worker(e)
+                if named is None:
+                    raise
+                raise named from e
+            yield batch
+
+    def _name_dead_worker(self, error: RuntimeError) -> Optional[RuntimeError]:
+        match = _DEAD_WORKER.search(str(error))
+        if not self.breadcrumb_dir or match is None:
+            return None
+        paths = []
+        for pid in re.findall(r"\d+", match.group(1)):
+            crumb = os.path.join(self.breadcrumb_dir, pid)
+            if os.path.exists(crumb):
+                with open(crumb) as f:
+                    paths.append(f.read())
+        if not paths:
+            return None
+        return RuntimeError(f"{error} -- the dead worker was loading {', '.join(paths)} (a decoder crash or an "
+                            f"out-of-memory kill on that video; check it with tools/check_videos.py)")
+
+
 def build_loader(cfg: CfgNode, split: str, *, is_precise_bn: bool = False) -> DataLoader:
     """A DataLoader of collated sample dicts for ``split`` (see :func:`collate`).
 
@@ -58,8 +107,13 @@ def build_loader(cfg: CfgNode, split: str, *, is_precise_bn: bool = False) -> Da
         sampler = DistributedSampler(dataset, shuffle=train, drop_last=False)
     else:
         sampler = RandomSampler(dataset) if train else SequentialSampler(dataset)
+    workers = int(cfg.DATA_LOADER.NUM_WORKERS)
+    breadcrumbs = None
+    if workers > 0 and isinstance(dataset, KineticsDataset):
+        breadcrumbs = dataset.breadcrumb_dir = tempfile.mkdtemp(prefix="mtnet_loader_")
     common = dict(
-        num_workers=int(cfg.DATA_LOADER.NUM_WORKERS),
+        num_workers=workers,
+        breadcrumb_dir=breadcrumbs,
         pin_memory=bool(cfg.DATA_LOADER.PIN_MEMORY) and torch.cuda.is_available(),
         collate_fn=collate,
         persistent_workers=False,
@@ -67,8 +121,8 @@ def build_loader(cfg: CfgNode, split: str, *, is_precise_bn: bool = False) -> Da
     if train and cfg.MULTIGRID.SHORT_CYCLE and not is_precise_bn:
         batch_sampler = ShortCycleBatchSampler(sampler, batch_size, True, int(cfg.DATA.TRAIN_CROP_SIZE),
                                                list(cfg.MULTIGRID.SHORT_CYCLE_FACTORS))
-        return DataLoader(dataset, batch_sampler=batch_sampler, **common)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=train, **common)
+        return NamingDataLoader(dataset, batch_sampler=batch_sampler, **common)
+    return NamingDataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=train, **common)
 
 
 def shuffle_loader(loader: DataLoader, epoch: int) -> None:
