@@ -2,15 +2,17 @@
 from .mtblock import MTBlock
 from .mtconv import MTConv, split_channels
 from .cells import PeepholeLSTM
-from .prolonged import ProlongedDownsample, TrilinearResize
+from .prolonged import FrameSelect, ProlongedDownsample, SpatialPool, TrilinearResize
 from .squeeze_recursion import CELLS, SqueezeRecursion, build_cell
 
 __all__ = [
     "CELLS",
+    "FrameSelect",
     "MTBlock",
     "MTConv",
     "PeepholeLSTM",
     "ProlongedDownsample",
+    "SpatialPool",
     "SqueezeRecursion",
     "TrilinearResize",
     "build_cell",

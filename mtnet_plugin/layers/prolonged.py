@@ -16,6 +16,54 @@ from mtnet_plugin.ops import POOL_METHODS, pool_spatial, pool_symmetric, select_
 SELECTIONS = ("lowest", "highest", "none")
 
 
+class SpatialPool(nn.Module):
+    """P's pooling as a module (so profilers and FLOP counters attribute it): 2x2 per frame, or 2x2x2 over
+    (T, H, W) when ``symmetric`` (Eq. 5, Table VIc).
+
+    Args:
+        method: one of ``mtnet_plugin.ops.POOL_METHODS``.
+        symmetric: pool time with space.
+    """
+
+    def __init__(self, method: str = "softpool", symmetric: bool = False):
+        super().__init__()
+        if method not in POOL_METHODS:
+            raise ValueError(f"unknown pool {method!r}; valid: {', '.join(POOL_METHODS)}")
+        self.method, self.symmetric = method, symmetric
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, C, T, H, W) -> (N, C, T, H', W'), or (N, C, T2, H', W') when symmetric."""
+        fn = pool_symmetric if self.symmetric else pool_spatial
+        return fn(x, self.method, training=self.training)
+
+    def extra_repr(self) -> str:
+        return f"method={self.method!r}, symmetric={self.symmetric}"
+
+
+class FrameSelect(nn.Module):
+    """Triplet cosine frame selection and the gather, as a module (Eq. 6-7, spec #5).
+
+    Args:
+        highest: keep the highest scores (the authors' code) instead of the lowest (the text; spec #1).
+    """
+
+    def __init__(self, highest: bool = False):
+        super().__init__()
+        self.highest = highest
+
+    def forward(self, p_in: torch.Tensor, p_local: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Indices from p_in (N, C_in_P, T, H', W'), applied to both; p_local (N, C_L, T_L, H_L', W_L') gets
+        its own indices when T_L != T. Returns the two reduced tensors, T' frames each."""
+        idx = triplet_cosine_select(p_in, highest=self.highest)
+        p_in_sel = select_frames(p_in, idx)
+        if p_local.shape[2] != p_in.shape[2]:
+            idx = triplet_cosine_select(p_local, highest=self.highest)
+        return p_in_sel, select_frames(p_local, idx)
+
+    def extra_repr(self) -> str:
+        return f"highest={self.highest}"
+
+
 class ProlongedDownsample(nn.Module):
     """Halve both P inputs: pool space per frame, then select frames (Eq. 4-7, spec #5).
 
@@ -45,10 +93,8 @@ class ProlongedDownsample(nn.Module):
         self.pool = pool
         self.symmetric = symmetric
         self.selection = selection
-
-    def _pool(self, x: torch.Tensor) -> torch.Tensor:
-        fn = pool_symmetric if self.symmetric else pool_spatial
-        return fn(x, self.pool, training=self.training)
+        self.spatial_pool = SpatialPool(pool, symmetric)
+        self.frame_select = FrameSelect(highest=selection == "highest") if selection != "none" else None
 
     def forward(self, a_in: torch.Tensor, a_local: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Reduce the pair (a_in, a_L).
@@ -61,15 +107,10 @@ class ProlongedDownsample(nn.Module):
             (reduced a_in, reduced a_L): (N, C_in_P, T', H', W') and (N, C_L, T_L', H_L', W_L'); T' is T2 when
             symmetric and T when selection is "none".
         """
-        p_in, p_local = self._pool(a_in), self._pool(a_local)
-        if self.selection == "none":
+        p_in, p_local = self.spatial_pool(a_in), self.spatial_pool(a_local)
+        if self.frame_select is None:
             return p_in, p_local
-        highest = self.selection == "highest"
-        idx = triplet_cosine_select(p_in, highest=highest)
-        p_in_sel = select_frames(p_in, idx)
-        if p_local.shape[2] != p_in.shape[2]:
-            idx = triplet_cosine_select(p_local, highest=highest)
-        return p_in_sel, select_frames(p_local, idx)
+        return self.frame_select(p_in, p_local)
 
     def extra_repr(self) -> str:
         return f"pool={self.pool!r}, symmetric={self.symmetric}, selection={self.selection!r}"

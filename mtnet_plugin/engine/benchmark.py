@@ -1,0 +1,536 @@
+"""Wall-clock benchmark of MTNet beside X3D (issue 7): latency, peak memory, throughput, the MTNet / X3D
+ratios, the share of MTNet's forward time per part, and the data loader's clip rate beside the model's
+training step rate.
+
+Method (stated in every report):
+
+- All models are built first, then measured in ONE process, interleaved: each repetition runs every model's
+  eval forward, then every model's train forward+backward, so that a change in machine load hits all models
+  alike. ``warmup`` repetitions are discarded. Latencies are per batch; the ratio MTNet / X3D of a
+  same-size pair (``MTNet_M`` / ``X3D_M``, or any ``MTNet*`` / ``X3D*`` labels with the same suffix) is per
+  clip since both run the same batch.
+- Forward: ``model.eval()`` under ``torch.inference_mode()``. Forward+backward: ``model.train()``, gradients
+  set to None, ``model(x).float().sum().backward()`` (no optimiser step).
+- CPU times with ``time.perf_counter``; CUDA times with CUDA events, AMP (float16 autocast) on and off.
+- Peak memory: CUDA ``torch.cuda.max_memory_allocated`` minus the memory allocated before the step; CPU:
+  ``torch.profiler`` with ``profile_memory=True``, the peak of the running sum of allocations minus frees
+  over one step, at op granularity (tracemalloc does not see torch's allocator). Parameters and the input
+  are allocated before the step and not counted; parameter gradients are.
+- Parts: one profiled eval forward with a ``record_function`` label around every leaf module of a part
+  (see :func:`part_of`); a part's time is the inclusive CPU time of its labels, "rest" is the forward's
+  total minus the parts (residual adds, concatenations, slicing, the head's pooling, ...). Profiling adds a
+  fixed overhead per op, which inflates parts made of many small ops; the shares are indicative.
+
+Shape legend: N batch, T frames, S crop size.
+"""
+import logging
+import math
+import os
+import platform
+import re
+import statistics
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from mtnet_plugin.layers import MTConv, SqueezeRecursion
+from mtnet_plugin.layers.prolonged import FrameSelect, SpatialPool, TrilinearResize
+from mtnet_plugin.models import PRESET_NAMES, preset, preset_input_shape
+
+logger = logging.getLogger(__name__)
+
+PARTS = ("L conv", "P conv", "other conv", "normalisation", "activation", "SoftPool", "frame selection",
+         "interpolation", "recurrent unit", "rest")
+CONV_NORM_PARTS = ("L conv", "P conv", "other conv", "normalisation")
+MEMORY_METHOD = {
+    "cpu": "torch.profiler profile_memory: peak running sum of allocations - frees over one step (op granularity)",
+    "cuda": "torch.cuda.max_memory_allocated during the step minus allocated before it",
+}
+_LABEL = "bench_part::"
+
+
+def machine_info(device: torch.device) -> Dict[str, Any]:
+    """Machine description for the report: CPU model, cores, torch threads, load average, GPU name."""
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    info = dict(cpu=cpu, cores=os.cpu_count(), threads=torch.get_num_threads(), torch=torch.__version__,
+                device=str(device), loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def parse_input(text: str) -> Tuple[int, int]:
+    """``"16x224"`` -> (T, S)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m:
+        raise ValueError(f"--input must look like TxS (frames x crop), e.g. 16x224; got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def build_named_model(name: str, num_classes: int = 400) -> Tuple[nn.Module, Tuple[int, int]]:
+    """A preset by name (``PRESET_NAMES``) and its native (T, S)."""
+    if name not in PRESET_NAMES:
+        raise KeyError(f"unknown model {name!r}: use a preset ({', '.join(PRESET_NAMES)}) or --cfg FILE")
+    _, t, s, _ = preset_input_shape(name)
+    return preset(name, num_classes=num_classes), (t, s)
+
+
+def pairs_of(labels: Sequence[str]) -> List[Tuple[str, str]]:
+    """Same-size (MTNet, X3D) pairs: ``MTNet<suffix>`` with ``X3D<suffix>``, e.g. MTNet_M / X3D_M."""
+    out = []
+    for a in labels:
+        if a.startswith("MTNet"):
+            b = "X3D" + a[len("MTNet"):]
+            if b in labels:
+                out.append((a, b))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- timing
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda")
+
+
+def _timed(fn: Callable[[], None], device: torch.device) -> float:
+    """Milliseconds of one call of fn (CUDA events on CUDA)."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end))
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool) -> Callable[[], None]:
+    def run():
+        model.eval()
+        with torch.inference_mode(), _autocast(device, amp):
+            model(x)
+
+    return run
+
+
+def _forward_backward(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool) -> Callable[[], None]:
+    def run():
+        model.train()
+        for p in model.parameters():
+            p.grad = None
+        with _autocast(device, amp):
+            out = model(x)
+        out.float().sum().backward()
+
+    return run
+
+
+def peak_memory_mb(fn: Callable[[], None], device: torch.device) -> float:
+    """Peak memory (MB, 1e6 bytes) allocated by one call of fn (``MEMORY_METHOD``)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 1e6
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    running = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        running += event.cpu_memory_usage if event.name == "[memory]" else event.self_cpu_memory_usage
+        peak = max(peak, running)
+    return peak / 1e6
+
+
+# ----------------------------------------------------------------------------------------------- parts
+def part_of(name: str, module: nn.Module, parents: Dict[str, nn.Module]) -> Optional[str]:
+    """The part (one of ``PARTS``) a leaf module's time belongs to, or None for a module not labelled."""
+    parent = parents.get(name.rsplit(".", 1)[0] if "." in name else "")
+    leaf = name.rsplit(".", 1)[-1]
+    if isinstance(module, SqueezeRecursion):
+        return "recurrent unit"
+    if isinstance(module, SpatialPool):
+        return "SoftPool" if module.method == "softpool" else f"{module.method} pool"
+    if isinstance(module, FrameSelect):
+        return "frame selection"
+    if isinstance(module, TrilinearResize):
+        return "interpolation"
+    if isinstance(module, nn.modules.conv._ConvNd):
+        if isinstance(parent, MTConv):
+            return "L conv" if leaf == "conv_local" else "P conv"
+        return "other conv"
+    if isinstance(module, nn.modules.batchnorm._NormBase):
+        return "normalisation"
+    if isinstance(module, (nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Softmax)):
+        return "activation"
+    return None
+
+
+def _label_modules(model: nn.Module) -> List[Any]:
+    """Wrap every labelled module's forward in ``record_function``; returns the hook handles."""
+    modules = dict(model.named_modules())
+    handles, stack = [], []
+
+    def pre(label):
+        def hook(mod, inp):
+            ctx = record_function(_LABEL + label)
+            ctx.__enter__()
+            stack.append(ctx)
+
+        return hook
+
+    def post(mod, inp, out):
+        stack.pop().__exit__(None, None, None)
+
+    for name, module in modules.items():
+        label = part_of(name, module, modules)
+        if label is None:
+            continue
+        handles.append(module.register_forward_pre_hook(pre(label)))
+        handles.append(module.register_forward_hook(post))
+    return handles
+
+
+def part_shares(model: nn.Module, x: torch.Tensor) -> Dict[str, Any]:
+    """Profile one eval forward: per part, ms and share of the forward time (``PARTS``)."""
+    model.eval()
+    handles = _label_modules(model)
+    try:
+        with torch.inference_mode():
+            model(x)  # warm
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                with record_function(_LABEL + "total"):
+                    model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    times: Dict[str, float] = {}
+    for event in prof.events():
+        if event.name.startswith(_LABEL):
+            key = event.name[len(_LABEL):]
+            times[key] = times.get(key, 0.0) + event.cpu_time_total / 1e3
+    total = times.pop("total")
+    times["rest"] = max(0.0, total - sum(times.values()))
+    shares = {k: v / total for k, v in times.items()}
+    other = sum(v for k, v in shares.items() if k not in CONV_NORM_PARTS)
+    return dict(total_ms=total, ms=times, share=shares, share_not_conv_norm=other)
+
+
+# ------------------------------------------------------------------------------------------ benchmark
+def run_benchmark(
+    models: Dict[str, Tuple[nn.Module, Tuple[int, int]]],
+    *,
+    input_size: Optional[Tuple[int, int]] = None,
+    batch: int = 1,
+    repeats: int = 3,
+    warmup: int = 1,
+    device: str = "cpu",
+    amp_modes: Optional[Sequence[bool]] = None,
+    parts: bool = True,
+    memory: bool = True,
+    progress: Optional[Callable[[str], None]] = None,
+) -> Dict[str, Any]:
+    """Measure models interleaved in this process (module docstring).
+
+    Args:
+        models: label -> (model, native (T, S)).
+        input_size: (T, S) for every model; None uses each model's native input.
+        batch: clips per step (throughput = batch / latency).
+        repeats, warmup: measured and discarded repetitions.
+        device: "cpu" or "cuda".
+        amp_modes: AMP settings to run (default: (False,) on CPU, (False, True) on CUDA).
+        parts: profile the per-part forward shares of models that contain MTConvs.
+        memory: measure peak memory.
+        progress: called with a line of text after each step.
+
+    Returns:
+        json-ready dict: ``machine``, ``settings``, ``results[amp]`` with per model ``fwd_ms``, ``fwd_bwd_ms``,
+        ``peak_mem_mb`` ..., and per pair ``ratio_fwd`` / ``ratio_fwd_bwd`` / ``ratio_peak_mem``.
+    """
+    dev = torch.device(device)
+    amp_modes = tuple(amp_modes) if amp_modes is not None else ((False,) if dev.type == "cpu" else (False, True))
+    say = progress or (lambda s: None)
+    inputs = {}
+    for label, (model, native) in models.items():
+        t, s = input_size or native
+        model.to(dev)
+        gen = torch.Generator().manual_seed(0)
+        inputs[label] = torch.randn(batch, 3, t, s, s, generator=gen).to(dev)
+    report: Dict[str, Any] = dict(machine=machine_info(dev), settings=dict(
+        batch=batch, repeats=repeats, warmup=warmup, input={k: list(v.shape[2:4]) for k, v in inputs.items()},
+        timing="CUDA events" if dev.type == "cuda" else "time.perf_counter", stat="median over repeats",
+        memory_method=MEMORY_METHOD[dev.type], interleaved=True), results={})
+    for amp in amp_modes:
+        samples = {k: {"fwd": [], "fwd_bwd": []} for k in models}
+        for rep in range(warmup + repeats):
+            for kind, make in (("fwd", _forward), ("fwd_bwd", _forward_backward)):
+                for label, (model, _) in models.items():
+                    ms = _timed(make(model, inputs[label], dev, amp), dev)
+                    if rep >= warmup:
+                        samples[label][kind].append(ms)
+                    say(f"amp={amp} rep {rep}{' (warm-up)' if rep < warmup else ''} {label} {kind}: {ms:.1f} ms")
+        per_model = {}
+        for label, (model, _) in models.items():
+            fwd, fb = samples[label]["fwd"], samples[label]["fwd_bwd"]
+            row = dict(fwd_ms=statistics.median(fwd), fwd_bwd_ms=statistics.median(fb), fwd_ms_min=min(fwd),
+                       fwd_bwd_ms_min=min(fb), fwd_samples=fwd, fwd_bwd_samples=fb)
+            row["fwd_clips_per_s"] = batch * 1e3 / row["fwd_ms"]
+            row["train_clips_per_s"] = batch * 1e3 / row["fwd_bwd_ms"]
+            if memory:
+                row["peak_mem_mb"] = peak_memory_mb(_forward_backward(model, inputs[label], dev, amp), dev)
+                row["peak_mem_fwd_mb"] = peak_memory_mb(_forward(model, inputs[label], dev, amp), dev)
+                say(f"amp={amp} {label} peak memory {row['peak_mem_mb']:.0f} MB")
+            per_model[label] = row
+        pairs = {}
+        for a, b in pairs_of(list(models)):
+            ra, rb = per_model[a], per_model[b]
+            pair = dict(ratio_fwd=ra["fwd_ms"] / rb["fwd_ms"], ratio_fwd_bwd=ra["fwd_bwd_ms"] / rb["fwd_bwd_ms"],
+                        ratio_fwd_bwd_min=ra["fwd_bwd_ms_min"] / rb["fwd_bwd_ms_min"])
+            if memory:
+                pair["ratio_peak_mem"] = ra["peak_mem_mb"] / max(rb["peak_mem_mb"], 1e-9)
+            pairs[f"{a}/{b}"] = pair
+        report["results"]["amp" if amp else "fp32"] = dict(models=per_model, pairs=pairs)
+    if parts and dev.type == "cpu":
+        report["parts"] = {}
+        for label, (model, _) in models.items():
+            if any(isinstance(m, MTConv) for m in model.modules()):
+                report["parts"][label] = part_shares(model, inputs[label])
+                say(f"{label} parts profiled")
+    report["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return report
+
+
+# -------------------------------------------------------------------------------------------- report
+def format_report(report: Dict[str, Any]) -> str:
+    """Markdown tables of a :func:`run_benchmark` (and optionally loader) report."""
+    m, st = report["machine"], report["settings"]
+    lines = [f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} threads, device "
+             f"{m.get('gpu', m['device'])}, load average {_load(m.get('loadavg'))} -> {_load(m.get('loadavg_end'))}",
+             f"batch {st['batch']}, {st['repeats']} repeats after {st['warmup']} warm-up, interleaved, "
+             f"{st['stat']}; timing {st['timing']}; memory: {st['memory_method']}", ""]
+    for mode, res in report["results"].items():
+        lines += [f"### {mode}", "", "| model | input | fwd ms | fwd+bwd ms | fwd clips/s | train clips/s | "
+                  "peak MB (fwd+bwd) | peak MB (fwd) |", "|---|---|---|---|---|---|---|---|"]
+        for label, r in res["models"].items():
+            t, s = st["input"][label]
+            lines.append(f"| {label} | {t}x{s} | {r['fwd_ms']:.1f} | {r['fwd_bwd_ms']:.1f} | {r['fwd_clips_per_s']:.2f}"
+                         f" | {r['train_clips_per_s']:.2f} | {_num(r.get('peak_mem_mb'))} | "
+                         f"{_num(r.get('peak_mem_fwd_mb'))} |")
+        if res["pairs"]:
+            lines += ["", "| pair | fwd ratio | fwd+bwd ratio | fwd+bwd ratio (min) | peak mem ratio |",
+                      "|---|---|---|---|---|"]
+            for name, p in res["pairs"].items():
+                lines.append(f"| {name} | {p['ratio_fwd']:.2f} | {p['ratio_fwd_bwd']:.2f} | "
+                             f"{p['ratio_fwd_bwd_min']:.2f} | {_num(p.get('ratio_peak_mem'), '.2f')} |")
+        lines.append("")
+    for label, p in report.get("parts", {}).items():
+        lines += [f"### forward time by part: {label} (profiled eval forward, {p['total_ms']:.1f} ms)", "",
+                  "| part | ms | share |", "|---|---|---|"]
+        for part in sorted(p["ms"], key=lambda k: -p["ms"][k]):
+            lines.append(f"| {part} | {p['ms'][part]:.1f} | {100 * p['share'][part]:.1f}% |")
+        lines += [f"| not conv / norm | | {100 * p['share_not_conv_norm']:.1f}% |", ""]
+    if "loader" in report:
+        lines += format_loader(report["loader"])
+    return "\n".join(lines)
+
+
+def _num(v: Optional[float], fmt: str = ".0f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _load(v: Optional[Sequence[float]]) -> str:
+    return "-" if not v else "/".join(f"{x:.1f}" for x in v)
+
+
+# -------------------------------------------------------------------------------------------- loader
+def write_benchmark_videos(directory: str, *, num_videos: int = 4, short_side: int = 320, num_frames: int = 96,
+                           fps: int = 30, num_classes: int = 2) -> str:
+    """Write H.264 videos with the given short side (4:3) and ``train.csv`` into directory; returns it."""
+    import numpy as np
+
+    from mtnet_plugin.data.video_io import write_video
+
+    h, w = short_side, int(round(short_side * 4 / 3 / 2)) * 2
+    yy, xx = np.mgrid[0:h, 0:w]
+    lines = []
+    for i in range(num_videos):
+        frames = np.empty((num_frames, h, w, 3), np.uint8)
+        for t in range(num_frames):  # moving gradients and a square: textured, cheap to make
+            frames[t, ..., 0] = (xx + 3 * t + 17 * i) % 256
+            frames[t, ..., 1] = (yy * 2 + t) % 256
+            frames[t, ..., 2] = ((xx + yy) // 2 + 5 * t) % 256
+            y0, x0 = (7 * t + 13 * i) % (h - 40), (11 * t) % (w - 40)
+            frames[t, y0:y0 + 40, x0:x0 + 40] = 255
+        path = os.path.join(directory, f"bench_{i:03d}.mp4")
+        write_video(path, frames, fps=fps)
+        lines.append(f"{path} {i % num_classes}")
+    with open(os.path.join(directory, "train.csv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return directory
+
+
+def _loader_rate(cfg: Any, workers: int, batches: int) -> Dict[str, float]:
+    """Clips per second of the train loader with ``workers`` processes, after its first batch."""
+    from mtnet_plugin.data import build_loader
+
+    cfg = cfg.clone()
+    cfg.DATA_LOADER.NUM_WORKERS = workers
+    loader = build_loader(cfg, "train")
+    it, clips, first = iter(loader), 0, None
+    t0 = time.perf_counter()
+    for i in range(batches + 1):
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        if i == 0:
+            first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+        else:
+            clips += batch["inputs"].shape[0]
+    elapsed = time.perf_counter() - t0
+    del it
+    return dict(workers=workers, clips=clips, seconds=elapsed, clips_per_s=clips / elapsed, first_batch_s=first)
+
+
+def run_loader_benchmark(cfg: Any, model: nn.Module, *, batches: int = 4, steps: int = 2,
+                         progress: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+    """Decoded, augmented train clips/s (one worker = ``NUM_WORKERS 0``, and the configured worker count)
+    beside the model's train steps/s (forward, backward, SGD step) at the same batch and clip size.
+
+    Args:
+        cfg: config with ``DATA.PATH_TO_DATA_DIR`` holding ``train.csv``; its ``TRAIN.BATCH_SIZE`` (per
+            process), ``DATA.NUM_FRAMES``, ``DATA.TRAIN_CROP_SIZE`` and ``DATA_LOADER.NUM_WORKERS`` are used.
+        model: the model whose training step rate the loader must sustain.
+        batches: batches timed per loader setting (after the first, which includes worker start-up).
+        steps: timed training steps (after one warm-up step).
+        progress: called with a line of text after each measurement.
+
+    Returns:
+        json-ready dict: ``per_worker`` and ``configured`` loader rates, ``model`` step rate, ``ratio``
+        (configured loader clips/s over model clips/s) and ``bottleneck``.
+    """
+    say = progress or (lambda s: None)
+    batch = int(cfg.TRAIN.BATCH_SIZE / max(1, cfg.NUM_GPUS))
+    per_worker = _loader_rate(cfg, 0, batches)
+    say(f"loader, 1 worker (main process): {per_worker['clips_per_s']:.2f} clips/s")
+    configured = _loader_rate(cfg, int(cfg.DATA_LOADER.NUM_WORKERS), batches)
+    say(f"loader, {configured['workers']} workers: {configured['clips_per_s']:.2f} clips/s")
+    x = torch.randn(batch, 3, int(cfg.DATA.NUM_FRAMES), int(cfg.DATA.TRAIN_CROP_SIZE), int(cfg.DATA.TRAIN_CROP_SIZE))
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        model(x).float().sum().backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t0)
+    step_s = statistics.median(times)
+    model_rate = dict(batch=batch, steps_per_s=1 / step_s, clips_per_s=batch / step_s, step_s=step_s)
+    say(f"model: {model_rate['steps_per_s']:.3f} steps/s ({model_rate['clips_per_s']:.2f} clips/s)")
+    ratio = configured["clips_per_s"] / model_rate["clips_per_s"]
+    return dict(per_worker=per_worker, configured=configured, model=model_rate, ratio=ratio,
+                bottleneck="loader" if ratio < 1 else "model", target_ratio_met=ratio >= 2.0,
+                clip=[int(cfg.DATA.NUM_FRAMES), int(cfg.DATA.TRAIN_CROP_SIZE)], batch=batch,
+                note="loader and model measured one after the other; in a CPU run they share the cores")
+
+
+def format_loader(res: Dict[str, Any]) -> List[str]:
+    """Markdown lines for :func:`run_loader_benchmark`'s result."""
+    t, s = res["clip"]
+    pw, cf, md = res["per_worker"], res["configured"], res["model"]
+    return [f"### data loader vs model (train clips {t}x{s}, batch {res['batch']})", "",
+            "| | clips/s | steps/s |", "|---|---|---|",
+            f"| loader, 1 worker | {pw['clips_per_s']:.2f} | {pw['clips_per_s'] / res['batch']:.3f} |",
+            f"| loader, {cf['workers']} workers | {cf['clips_per_s']:.2f} | {cf['clips_per_s'] / res['batch']:.3f} |",
+            f"| model train step | {md['clips_per_s']:.2f} | {md['steps_per_s']:.3f} |", "",
+            f"loader / model = {res['ratio']:.2f} (target >= 2): bottleneck = {res['bottleneck']}", ""]
+
+
+# ------------------------------------------------------------------------------------------ entry point
+def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequence[str] = (),
+              input: Optional[str] = None, batch: int = 1, threads: Optional[int] = None, repeats: int = 3,
+              warmup: int = 1, device: Optional[str] = None, no_amp: bool = False, parts: bool = True,
+              memory: bool = True, json: Optional[str] = None, loader: bool = False, loader_batches: int = 4,
+              videos: int = 4, data_dir: Optional[str] = None, quiet: bool = False) -> Dict[str, Any]:
+    """What ``tools/benchmark.py`` runs: build the models, measure, print the tables, write the json.
+
+    Args:
+        models: preset names (``PRESET_NAMES``).
+        cfg: YAML configs, each adding the model ``build_model(cfg)`` builds, labelled by the file's stem,
+            with its (NUM_FRAMES, TRAIN_CROP_SIZE) as native input; ``opts`` override keys of every cfg.
+        input: ``"TxS"`` for every model (default: each model's native input).
+        batch, repeats, warmup: see :func:`run_benchmark`.
+        threads: ``torch.set_num_threads`` (default: torch's).
+        device: "cpu" | "cuda" (default: cuda when available).
+        no_amp: on CUDA, skip the AMP run.
+        json: write the report there.
+        loader: also run :func:`run_loader_benchmark` for the first model (or cfg) with ``loader_batches``
+            batches of ``batch`` clips over ``videos`` generated 320p H.264 videos (or ``data_dir``'s list).
+        quiet: no progress lines.
+    """
+    import json as json_lib
+    import tempfile
+
+    from mtnet_plugin.config import get_cfg, load_config
+    from mtnet_plugin.models import build_model
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    say = (lambda s: None) if quiet else (lambda s: print(s, flush=True))
+    size = parse_input(input) if input else None
+    built: Dict[str, Tuple[nn.Module, Tuple[int, int]]] = {}
+    cfgs: Dict[str, Any] = {}
+    for name in models:
+        built[name] = build_named_model(name)
+    for path in cfg:
+        c = load_config([path], list(opts))
+        label = os.path.splitext(os.path.basename(path))[0]
+        built[label] = (build_model(c), (int(c.DATA.NUM_FRAMES), int(c.DATA.TRAIN_CROP_SIZE)))
+        cfgs[label] = c
+    if not built:
+        raise ValueError("nothing to benchmark: give --models NAME ... and/or --cfg FILE ...")
+    amp_modes = None if not no_amp else (False,)
+    report = run_benchmark(built, input_size=size, batch=batch, repeats=repeats, warmup=warmup, device=dev,
+                           amp_modes=amp_modes, parts=parts, memory=memory, progress=say)
+    if loader:
+        label = next(iter(built))
+        model, native = built[label]
+        t, s = size or native
+        c = cfgs.get(label) or get_cfg()
+        c = c.clone()
+        c.defrost() if hasattr(c, "defrost") else None
+        c.NUM_GPUS, c.TRAIN.BATCH_SIZE = 0, batch
+        c.DATA.NUM_FRAMES, c.DATA.TRAIN_CROP_SIZE = t, s
+        if label not in cfgs:  # a preset: Kinetics-style sampling (X3D's stride 5 at 30 fps, jitter 256-320)
+            c.DATA.SAMPLING_RATE, c.DATA.TARGET_FPS, c.DATA.TRAIN_JITTER_SCALES = 5, 30, [256, 320]
+        with tempfile.TemporaryDirectory() as tmp:
+            if data_dir is None:
+                frames = int(c.DATA.NUM_FRAMES) * int(c.DATA.SAMPLING_RATE) + 16
+                say(f"writing {videos} H.264 videos, short side 320, {frames} frames, to {tmp}")
+                write_benchmark_videos(tmp, num_videos=videos, num_frames=frames, fps=int(c.DATA.TARGET_FPS))
+            c.DATA.PATH_TO_DATA_DIR = data_dir or tmp
+            report["loader"] = run_loader_benchmark(c.cpu() if hasattr(c, "cpu") else c, model.cpu(),
+                                                    batches=loader_batches, progress=say)
+    text = format_report(report)
+    print(text)
+    if json:
+        with open(json, "w") as f:
+            json_lib.dump(report, f, indent=1)
+    return report
