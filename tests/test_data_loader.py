@@ -113,8 +113,15 @@ def test_a_dead_worker_is_reported_with_the_video_it_was_loading(make_video_list
     cfg.DATA_LOADER.NUM_WORKERS = 1
     loader = build_loader(cfg, "test")
     with pytest.raises(RuntimeError) as e:
-        list(loader)
+        list(loader)  # the death is noticed while waiting for a batch
     assert "exited unexpectedly" in str(e.value) and poison in str(e.value)
+    # A death noticed elsewhere (PyTorch's SIGCHLD handler fires during a forward pass) is named by the helper.
+    from mtnet_plugin.data import name_dead_worker
+
+    plain = RuntimeError(str(e.value.__cause__))
+    assert poison in str(name_dead_worker(loader, plain)) and poison not in str(plain)
+    other = RuntimeError("CUDA out of memory")
+    assert name_dead_worker(loader, other) is other
     crumbs = loader.breadcrumb_dir
     del loader, e
     import gc

@@ -1,16 +1,18 @@
 """mtnet_plugin.data: Kinetics-style video lists, PyAV decoding with seeking, clip sampling, tensor transforms.
 
-Engine contract (docs/design.md): ``build_dataset``, ``build_loader``, ``shuffle_loader``, ``collate``.
+Engine contract (docs/design.md): ``build_dataset``, ``build_loader``, ``shuffle_loader``, ``collate``;
+``name_dead_worker(loader, error)`` names the video a dead loader worker was decoding.
 Tools: ``probe_video``, ``decode_clip``, ``decode_frames``, ``VideoReader``, ``VideoDecodeError``.
 """
 from .decoder import VideoDecodeError, VideoInfo, VideoReader, decode_clip, decode_frames, probe_video
 from .kinetics import KineticsDataset
-from .loader import build_dataset, build_loader, collate, shuffle_loader
+from .loader import NamingDataLoader, build_dataset, build_loader, collate, name_dead_worker, shuffle_loader
 from .short_cycle import ShortCycleBatchSampler
 from .video_list import VideoEntry, VideoListError, read_video_list
 
 __all__ = [
     "KineticsDataset",
+    "NamingDataLoader",
     "ShortCycleBatchSampler",
     "VideoDecodeError",
     "VideoEntry",
@@ -22,6 +24,7 @@ __all__ = [
     "collate",
     "decode_clip",
     "decode_frames",
+    "name_dead_worker",
     "probe_video",
     "read_video_list",
     "shuffle_loader",

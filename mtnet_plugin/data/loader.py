@@ -53,7 +53,13 @@ _DEAD_WORKER = re.compile(r"DataLoader worker \(pids?(?:\(s\))? ([\d, ]+)\)")
 
 class NamingDataLoader(DataLoader):
     """A DataLoader whose error for a worker that died (an FFmpeg crash, an out-of-memory kill) names the video
-    that worker was loading. Workers write that path to ``breadcrumb_dir/<pid>`` (``KineticsDataset``)."""
+    that worker was loading. Workers write that path to ``breadcrumb_dir/<pid>`` (``KineticsDataset``).
+
+    PyTorch notices a dead worker either while the main process waits for a batch (then iterating this loader
+    raises the named error) or, through its SIGCHLD handler, in whatever the main process runs at that moment (a
+    forward pass): a training loop should therefore catch RuntimeError around its loop and re-raise
+    :func:`name_dead_worker` ``(loader, error)``.
+    """
 
     def __init__(self, *args, breadcrumb_dir: Optional[str] = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -69,26 +75,33 @@ class NamingDataLoader(DataLoader):
             except StopIteration:
                 return
             except RuntimeError as e:
-                named = self._name_dead_worker(e)
-                if named is None:
+                named = name_dead_worker(self, e)
+                if named is e:
                     raise
                 raise named from e
             yield batch
 
-    def _name_dead_worker(self, error: RuntimeError) -> Optional[RuntimeError]:
-        match = _DEAD_WORKER.search(str(error))
-        if not self.breadcrumb_dir or match is None:
-            return None
-        paths = []
-        for pid in re.findall(r"\d+", match.group(1)):
-            crumb = os.path.join(self.breadcrumb_dir, pid)
-            if os.path.exists(crumb):
-                with open(crumb) as f:
-                    paths.append(f.read())
-        if not paths:
-            return None
-        return RuntimeError(f"{error} -- the dead worker was loading {', '.join(paths)} (a decoder crash or an "
-                            f"out-of-memory kill on that video; check it with tools/check_videos.py)")
+
+def name_dead_worker(loader: DataLoader, error: BaseException) -> BaseException:
+    """``error`` extended with the video(s) a dead loader worker was loading, if it is PyTorch's dead-worker error
+    and ``loader`` is a :class:`NamingDataLoader` that knows; otherwise ``error`` itself.
+
+    Use: ``except RuntimeError as e: raise name_dead_worker(loader, e) from e`` around a loop over ``loader``.
+    """
+    match = _DEAD_WORKER.search(str(error))
+    crumbs = getattr(loader, "breadcrumb_dir", None)
+    if not crumbs or match is None:
+        return error
+    paths = []
+    for pid in re.findall(r"\d+", match.group(1)):
+        crumb = os.path.join(crumbs, pid)
+        if os.path.exists(crumb):
+            with open(crumb) as f:
+                paths.append(f.read())
+    if not paths:
+        return error
+    return RuntimeError(f"{error} -- the dead worker was loading {', '.join(paths)} (a decoder crash or an "
+                        f"out-of-memory kill on that video; check it with tools/check_videos.py)")
 
 
 def build_loader(cfg: CfgNode, split: str, *, is_precise_bn: bool = False) -> DataLoader:
