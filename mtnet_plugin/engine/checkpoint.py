@@ -10,8 +10,11 @@ A write goes to a temporary file in the same directory, is flushed and fsynced, 
 (``os.replace``), so a crash never leaves a truncated ``.pyth``. Auto-resume still checks each candidate and skips
 one that does not load (e.g. truncated by a disk problem), with a warning.
 """
+import errno
+import io
 import logging
 import os
+import shutil
 import random
 import re
 import tempfile
@@ -130,6 +133,32 @@ def atomic_save(obj, path: str) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def ensure_room_for_checkpoints(output_dir: str, model: nn.Module, optimizer: torch.optim.Optimizer, cfg) -> int:
+    """Fail at start, naming OUTPUT_DIR, when its disk cannot hold one more checkpoint.
+
+    The size is measured by serialising a checkpoint now, plus room for the optimizer state that training adds
+    (two tensors per parameter, e.g. Adam's moments).
+
+    Returns:
+        The estimated checkpoint size in bytes.
+
+    Raises:
+        OSError (ENOSPC): not enough free space in ``OUTPUT_DIR/checkpoints``.
+    """
+    buffer = io.BytesIO()
+    torch.save({"epoch": 0, "model_state": unwrap(model).state_dict(), "optimizer_state": optimizer.state_dict(),
+                "cfg": cfg.dump(), "rng_state": rng_state()}, buffer)
+    param_bytes = sum(p.numel() * p.element_size() for p in unwrap(model).parameters())
+    needed = buffer.tell() + 2 * param_bytes
+    folder = checkpoint_dir(output_dir)
+    os.makedirs(folder, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"OUTPUT_DIR {output_dir} has {free:,} bytes free; one checkpoint needs about "
+                                    f"{needed:,} bytes. Free space or choose another OUTPUT_DIR", folder)
+    return needed
 
 
 def save_checkpoint(

@@ -128,17 +128,21 @@ class Evaluator(HookBase):
         self.unavailable = False
         self.meter = None
 
-    def after_epoch(self, trainer) -> None:
-        if self.unavailable or not trainer.is_eval_epoch(trainer.epoch):
+    def before_train(self, trainer) -> None:
+        """Read the val list now, so a malformed line fails before any training (a missing list only warns)."""
+        if not any(trainer.is_eval_epoch(e) for e in range(trainer.start_epoch, trainer.max_epoch)):
             return
-        if self.loader is None:
-            try:
-                self.loader = mt_data.build_loader(loader_cfg(trainer.cfg), "val")
-            except FileNotFoundError as err:
-                logger.warning("No validation split (%s): training runs without evaluation", err)
-                self.unavailable = True
-                return
-            self.meter = ValMeter(trainer.max_epoch)
+        try:
+            self.loader = mt_data.build_loader(loader_cfg(trainer.cfg), "val")
+        except FileNotFoundError as err:
+            logger.warning("No validation split (%s): training runs without evaluation", err)
+            self.unavailable = True
+            return
+        self.meter = ValMeter(trainer.max_epoch)
+
+    def after_epoch(self, trainer) -> None:
+        if self.unavailable or self.loader is None or not trainer.is_eval_epoch(trainer.epoch):
+            return
         start = time.perf_counter()
         records = predict(trainer.model, self.loader, trainer.device, trainer.cfg.LOG_PERIOD, "val")
         trainer.model.train()

@@ -3,6 +3,7 @@ import logging
 import os
 from typing import Optional
 
+from mtnet_plugin import data as mt_data
 from mtnet_plugin.config import assert_and_infer_cfg, load_config
 from mtnet_plugin.models import MODEL_REGISTRY, registered_names
 from mtnet_plugin.models.build import model_name_from_config
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 def _train_then_test(cfg) -> dict:
     """Run in every process: ``train`` when TRAIN.ENABLE, then ``test`` when TEST.ENABLE."""
     out = {}
+    if cfg.TRAIN.ENABLE and cfg.TEST.ENABLE:
+        mt_data.build_dataset(cfg, "test")  # a broken test list fails now, not after the training it follows
     if cfg.TRAIN.ENABLE:
         out["train"] = train(cfg)
     if cfg.TEST.ENABLE:
