@@ -74,7 +74,7 @@ def to_device(batch: dict, device: torch.device) -> "tuple[torch.Tensor, torch.T
 
 
 def loader_cfg(cfg):
-    """The cfg handed to ``build_loader``: on CPU under a process group, ``NUM_GPUS`` = processes on this machine.
+    """The cfg handed to ``build_loader``: under a process group, ``NUM_GPUS`` = processes on this machine.
 
     The loader gives each process ``BATCH_SIZE / max(1, NUM_GPUS)`` clips (PySlowFast, facts §9.5), so
     ``TRAIN.BATCH_SIZE`` stays the batch of one machine when its CPU processes stand in for GPUs. Returns ``cfg``
@@ -83,9 +83,12 @@ def loader_cfg(cfg):
     Raises:
         ValueError: a batch size that the processes of a machine cannot share evenly.
     """
-    if use_cuda(cfg) or not is_dist() or cfg.NUM_GPUS == local_world_size():
+    if not is_dist() or cfg.NUM_GPUS == local_world_size():
         return cfg
     procs = local_world_size()
+    if use_cuda(cfg):
+        logger.warning("NUM_GPUS is %d but %d processes run on this machine: each gets TRAIN.BATCH_SIZE / %d",
+                       cfg.NUM_GPUS, procs, procs)
     for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE"):
         node, name = key.split(".")
         if cfg[node][name] % procs:
