@@ -70,6 +70,22 @@ def predict(model, loader, device, log_period: int = 10, split: str = "test") ->
     model.eval()
     records, start = [], time.perf_counter()
     num_iters = len(loader)
+    try:
+        _predict_batches(model, loader, device, log_period, split, records, start, num_iters)
+    except RuntimeError as err:  # a loader worker that died: name the video it was decoding
+        named = mt_data.name_dead_worker(loader, err)
+        if named is err:
+            raise
+        raise named from err
+    merged = {}
+    for part in all_gather_objects(records):
+        for rec in part:
+            merged.setdefault(rec["index"], rec)
+    return [merged[k] for k in sorted(merged)]
+
+
+def _predict_batches(model, loader, device, log_period, split, records, start, num_iters) -> None:
+    """Append one record per sample of ``loader`` to ``records`` (runs under ``predict``'s no_grad)."""
     for it, batch in enumerate(loader):
         inputs, _ = to_device(batch, device)
         probs = F.softmax(model(inputs).float(), dim=1).cpu()
@@ -94,11 +110,6 @@ def predict(model, loader, device, log_period: int = 10, split: str = "test") ->
                 "eta": eta_str(elapsed / (it + 1) * (num_iters - it - 1)),
                 "time_diff": elapsed / (it + 1),
             })
-    merged = {}
-    for part in all_gather_objects(records):
-        for rec in part:
-            merged.setdefault(rec["index"], rec)
-    return [merged[k] for k in sorted(merged)]
 
 
 def video_scores(records: List[dict], num_classes: int, method: str = "sum", num_videos: Optional[int] = None):

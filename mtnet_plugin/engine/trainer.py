@@ -168,10 +168,16 @@ class Trainer:
                     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                         module.eval()
             t_data = time.perf_counter()
-            for self.iter, batch in enumerate(self.loader):
-                dt_data = time.perf_counter() - t_data
-                self.run_step(batch, dt_data)
-                t_data = time.perf_counter()
+            try:
+                for self.iter, batch in enumerate(self.loader):
+                    dt_data = time.perf_counter() - t_data
+                    self.run_step(batch, dt_data)
+                    t_data = time.perf_counter()
+            except RuntimeError as err:  # a loader worker that died: name the video it was decoding
+                named = mt_data.name_dead_worker(self.loader, err)
+                if named is err:
+                    raise
+                raise named from err
             for hook in self.hooks:
                 hook.after_epoch(self)
         for hook in self.hooks:
