@@ -30,3 +30,23 @@ def test_unknown_preset_fails_listing_names():
         preset("X3D_XXL")
     with pytest.raises(KeyError, match="X3D_M"):
         preset_input_shape("nope")
+
+
+def test_s_and_m_are_one_network():
+    from mtnet_plugin.models.presets import same_network
+
+    assert same_network("MTNet_S", "MTNet_M") and same_network("X3D_S", "X3D_M")
+    assert not same_network("MTNet_M", "MTNet_L") and not same_network("MTNet_M", "X3D_M")
+    s, m = preset("MTNet_S"), preset("MTNet_M")
+    assert [(k, v.shape) for k, v in s.state_dict().items()] == [(k, v.shape) for k, v in m.state_dict().items()]
+
+
+# One preset per distinct network: XS, S and M share theirs (test above).
+@pytest.mark.parametrize("name", ["X3D_M", "X3D_L", "MTNet_M", "MTNet_L"])
+def test_every_preset_runs_forward_and_backward_on_a_tiny_clip(name):
+    torch.manual_seed(0)
+    model = preset(name, num_classes=3, dim_c5=32)
+    out = model(torch.randn(1, 3, 4, 32, 32))
+    assert out.shape == (1, 3) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert model.s2.pathway0_res0.branch1.weight.grad is not None

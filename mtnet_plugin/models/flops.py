@@ -119,7 +119,47 @@ def flop_analysis(model: nn.Module, inputs: Sequence[torch.Tensor]) -> FlopCount
     return analysis
 
 
-def model_stats(model: nn.Module, input_shape: Sequence[int], *, input_channels: int = 3) -> Dict[str, Any]:
+def _stage_pieces(model: nn.Module, x: torch.Tensor):
+    """Yield (module, input, multiplicity) covering a VideoNet (s1, s2.., head) with each run of identical
+    blocks in a stage represented once. Only the input shapes matter; a block whose shortcut is the
+    identity keeps its input's shape, so it is not run again to produce the next input."""
+    yield model.s1, x, 1
+    x = model.s1(x)
+    for i in range(model.num_stages):
+        blocks = list(getattr(model, f"s{i + 2}").children())
+        j = 0
+        while j < len(blocks):
+            same = j + 1
+            while same < len(blocks) and repr(blocks[same]) == repr(blocks[j]) and j > 0:
+                same += 1
+            yield blocks[j], x, same - j
+            if getattr(blocks[j], "has_shortcut", True):  # an identity shortcut means the shape is kept
+                x = blocks[j](x)
+            j = same
+    yield model.head, x, 1
+
+
+def _count(model: nn.Module, x: torch.Tensor, reuse_repeated_blocks: bool):
+    """(total, by_op, unsupported) in FLOPs (not G)."""
+    pieces = _stage_pieces(model, x) if reuse_repeated_blocks else [(model, x, 1)]
+    total, by_op, unsupported = 0, {}, {}
+    for module, inp, times in pieces:
+        analysis = flop_analysis(module, (inp,))
+        total += times * analysis.total()
+        for op, v in analysis.by_operator().items():
+            by_op[op] = by_op.get(op, 0) + times * v
+        for op, v in analysis.unsupported_ops().items():
+            unsupported[op] = unsupported.get(op, 0) + times * v
+    return total, by_op, unsupported
+
+
+def model_stats(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    input_channels: int = 3,
+    reuse_repeated_blocks: bool = False,
+) -> Dict[str, Any]:
     """Parameters and GFLOPs per view of ``model`` (see the module docstring for the convention).
 
     Args:
@@ -127,6 +167,10 @@ def model_stats(model: nn.Module, input_shape: Sequence[int], *, input_channels:
             device of its parameters, and put back in its previous mode.
         input_shape: one view, (C, T, H, W) or (T, H, W) (then C = ``input_channels``); batch 1 is added.
         input_channels: C when ``input_shape`` has 3 entries.
+        reuse_repeated_blocks: for a ``VideoNet`` (stem ``s1``, stages ``s2``.., ``head``), trace each run of
+            identical blocks of a stage once and multiply its count. Exact when a block's count depends only
+            on its input shape, as for X3D and MTNet (frame selection changes which frames, never how many;
+            a test checks the equality); several times faster for deep models.
 
     Returns:
         dict with ``params`` (int), ``gflops`` (total, float), ``gflops_weighted`` (conv + linear + recurrent,
@@ -145,15 +189,13 @@ def model_stats(model: nn.Module, input_shape: Sequence[int], *, input_channels:
     model.eval()
     try:
         with torch.no_grad():
-            analysis = flop_analysis(model, (x,))
-            by_op = {k: v / 1e9 for k, v in analysis.by_operator().items()}
-            total = analysis.total() / 1e9
-            unsupported = dict(analysis.unsupported_ops())
+            total, by_op, unsupported = _count(model, x, reuse_repeated_blocks)
     finally:
         model.train(was_training)
+    by_op = {k: v / 1e9 for k, v in by_op.items()}
     return {
         "params": sum(p.numel() for p in model.parameters()),
-        "gflops": total,
+        "gflops": total / 1e9,
         "gflops_weighted": sum(v for k, v in by_op.items() if k in _WEIGHTED_OPS),
         "gflops_by_op": by_op,
         "unsupported_ops": unsupported,

@@ -8,6 +8,7 @@ from typing import Any, Dict, Tuple
 
 from torch import nn
 
+from .mtnet import create_mtnet
 from .x3d import create_x3d
 
 # name -> (builder, depth factor, frames T, train crop, test crop); X3D configs (facts §2.4), spec #18.
@@ -16,6 +17,10 @@ _PRESETS: Dict[str, Tuple[Any, float, int, int, int]] = {
     "X3D_S": (create_x3d, 2.2, 13, 160, 182),
     "X3D_M": (create_x3d, 2.2, 16, 224, 256),
     "X3D_L": (create_x3d, 5.0, 16, 312, 356),
+    "MTNet_XS": (create_mtnet, 2.2, 4, 160, 182),
+    "MTNet_S": (create_mtnet, 2.2, 13, 160, 182),
+    "MTNet_M": (create_mtnet, 2.2, 16, 224, 256),
+    "MTNet_L": (create_mtnet, 5.0, 16, 312, 356),
 }
 PRESET_NAMES = tuple(_PRESETS)
 
@@ -43,6 +48,11 @@ def preset(name: str, num_classes: int = 400, **overrides: Any) -> nn.Module:
                 depth_factor=depth, bottleneck_factor=2.25, dim_c1=12, dim_c5=2048)
     args.update(overrides)
     return builder(**args)
+
+
+def same_network(a: str, b: str) -> bool:
+    """Whether two presets build the same network (they may differ in input only, as X3D-S and X3D-M)."""
+    return _lookup(a)[:2] == _lookup(b)[:2]
 
 
 def preset_input_shape(name: str, *, test: bool = False) -> Tuple[int, int, int, int]:
