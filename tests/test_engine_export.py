@@ -18,6 +18,8 @@ HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None
 HAVE_ONNX_DYNAMO = HAVE_ORT and importlib.util.find_spec("onnxscript") is not None
 ATOL = 1e-5
 
+pytestmark = pytest.mark.slow  # one export of every format: ~25 s of CPU in all
+
 
 def _tool(name):
     spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(ROOT, "tools", f"{name}.py"))
