@@ -9,3 +9,12 @@ Importing this package is cheap and never imports PySlowFast. Sub-packages, bott
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Lazy, so that ``import mtnet_plugin`` stays cheap: ``mtnet_plugin.predict`` loads the runtime on first use.
+    if name == "predict":
+        from .engine.predict import predict
+
+        return predict
+    raise AttributeError(f"module 'mtnet_plugin' has no attribute {name!r}")

@@ -174,8 +174,7 @@ def load_class_names(cfg: CfgNode, ckpt: Optional[dict] = None,
 class VideoFilesDataset(KineticsDataset):
     """The test split of ``KineticsDataset`` over explicit files instead of ``test.csv`` (labels are 0).
 
-    ``KineticsDataset`` reads its list in ``__init__``; a one-line placeholder list is read from a temporary
-    folder and replaced by ``paths``, so every other setting and all decoding code are the test split's own.
+    Every setting and all decoding code are the test split's own; only the list comes from ``paths``.
 
     Args:
         cfg: the config (its ``TEST`` views and ``DATA`` sampling are used).
@@ -183,14 +182,8 @@ class VideoFilesDataset(KineticsDataset):
     """
 
     def __init__(self, cfg: CfgNode, paths: Sequence[str]):
-        local = cfg.clone()
-        local.defrost()
-        with tempfile.TemporaryDirectory(prefix="mtnet_predict_") as folder:
-            local.DATA.PATH_TO_DATA_DIR, local.DATA.PATH_PREFIX = folder, ""
-            with open(os.path.join(folder, "test.csv"), "w") as f:
-                f.write(f"placeholder{local.DATA.PATH_LABEL_SEPARATOR}0\n")
-            super().__init__(local, "test")
-        self.videos = [VideoEntry(os.fspath(p), 0, f"argument {i}") for i, p in enumerate(paths)]
+        entries = [VideoEntry(os.fspath(p), 0, f"argument {i}") for i, p in enumerate(paths)]
+        super().__init__(cfg, "test", entries=entries)
 
 
 def _topk(scores: torch.Tensor, names: List[str], k: int) -> List[Dict[str, Any]]:
