@@ -2,6 +2,7 @@
 import logging
 import os
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -114,3 +115,22 @@ def test_shape_matched_loading_reports_what_did_not_load(tmp_path, caplog):
     assert any("head.weight" in r.getMessage() for r in caplog.records)
     assert ck.load_checkpoint(path, Net(2)) == 7
     assert ck.load_checkpoint(path, Net(2), epoch_reset=True) == -1
+
+
+def test_file_mode_partial_write_cleanup_and_disk_room(tmp_path, monkeypatch):
+    cfg = get_cfg()
+    net, opt = _trained()
+    path = ck.save_checkpoint(str(tmp_path), net, opt, 0, cfg)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # as a plain torch.save, not mkstemp's 0600
+    torn = os.path.join(os.path.dirname(path), ".tmp_123_abc.pyth.partial")
+    open(torn, "wb").write(b"half a checkpoint")
+    assert ck.remove_partial_writes(str(tmp_path)) == [".tmp_123_abc.pyth.partial"]
+    assert os.listdir(os.path.dirname(path)) == ["checkpoint_epoch_00001.pyth"]
+    needed = ck.ensure_room_for_checkpoints(str(tmp_path), net, cfg)
+    assert needed > os.path.getsize(path)  # the estimate covers a real checkpoint of this model
+    monkeypatch.setattr(ck.shutil, "disk_usage", lambda p: SimpleNamespace(total=10**6, used=10**6 - 1000, free=1000))
+    with pytest.raises(OSError, match=str(tmp_path)):
+        ck.ensure_room_for_checkpoints(str(tmp_path), net, cfg)
+

@@ -11,13 +11,12 @@ A write goes to a temporary file in the same directory, is flushed and fsynced, 
 one that does not load (e.g. truncated by a disk problem), with a warning.
 """
 import errno
-import io
 import logging
 import os
-import shutil
 import random
 import re
-import tempfile
+import shutil
+import uuid
 from typing import Optional, Tuple
 
 import numpy as np
@@ -110,11 +109,18 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+_PARTIAL_PREFIX, _PARTIAL_SUFFIX = ".tmp_", ".pyth.partial"
+
+
 def atomic_save(obj, path: str) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace`` (never a partial file)."""
+    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace`` (never a partial file).
+
+    The temporary file is created with mode ``0o666 & ~umask``, like a plain ``torch.save``.
+    """
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pyth.partial")
+    tmp = os.path.join(folder, f"{_PARTIAL_PREFIX}{os.getpid()}_{uuid.uuid4().hex}{_PARTIAL_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -135,11 +141,27 @@ def atomic_save(obj, path: str) -> None:
         pass
 
 
-def ensure_room_for_checkpoints(output_dir: str, model: nn.Module, optimizer: torch.optim.Optimizer, cfg) -> int:
+def remove_partial_writes(output_dir: str) -> "list[str]":
+    """Delete temporary files left by checkpoint writes that were killed (call before this run writes any)."""
+    folder = checkpoint_dir(output_dir)
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        if name.startswith(_PARTIAL_PREFIX) and name.endswith(_PARTIAL_SUFFIX):
+            os.remove(os.path.join(folder, name))
+            removed.append(name)
+    if removed:
+        logger.warning("Removed %d partial checkpoint write(s) of an interrupted run in %s: %s", len(removed),
+                       folder, ", ".join(removed))
+    return removed
+
+
+def ensure_room_for_checkpoints(output_dir: str, model: nn.Module, cfg) -> int:
     """Fail at start, naming OUTPUT_DIR, when its disk cannot hold one more checkpoint.
 
-    The size is measured by serialising a checkpoint now, plus room for the optimizer state that training adds
-    (two tensors per parameter, e.g. Adam's moments).
+    Estimate: the model state, two tensors per parameter of optimizer state (e.g. Adam's moments), the cfg text,
+    and 32 KiB for the RNG states and the container.
 
     Returns:
         The estimated checkpoint size in bytes.
@@ -147,11 +169,10 @@ def ensure_room_for_checkpoints(output_dir: str, model: nn.Module, optimizer: to
     Raises:
         OSError (ENOSPC): not enough free space in ``OUTPUT_DIR/checkpoints``.
     """
-    buffer = io.BytesIO()
-    torch.save({"epoch": 0, "model_state": unwrap(model).state_dict(), "optimizer_state": optimizer.state_dict(),
-                "cfg": cfg.dump(), "rng_state": rng_state()}, buffer)
-    param_bytes = sum(p.numel() * p.element_size() for p in unwrap(model).parameters())
-    needed = buffer.tell() + 2 * param_bytes
+    target = unwrap(model)
+    state_bytes = sum(t.numel() * t.element_size() for t in target.state_dict().values())
+    param_bytes = sum(p.numel() * p.element_size() for p in target.parameters())
+    needed = state_bytes + 2 * param_bytes + len(cfg.dump()) + 32 * 1024
     folder = checkpoint_dir(output_dir)
     os.makedirs(folder, exist_ok=True)
     free = shutil.disk_usage(folder).free

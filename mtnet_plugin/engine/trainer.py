@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from mtnet_plugin import data as mt_data
 
-from .checkpoint import ensure_room_for_checkpoints, last_intact_checkpoint, load_checkpoint
+from .checkpoint import ensure_room_for_checkpoints, last_intact_checkpoint, load_checkpoint, remove_partial_writes
 from .common import build_model_on_device, loader_cfg, save_config, set_seed, to_device
 from .distributed import all_reduce_mean, get_world_size, is_main_process
 from .hooks import default_hooks
@@ -76,7 +76,8 @@ class Trainer:
         self.loss_fn = _LOSSES[self.cfg.MODEL.LOSS_FUNC]
         self.last_checkpoint: Optional[str] = None
         if is_main_process():
-            ensure_room_for_checkpoints(self.output_dir, self.model, self.optimizer, self.cfg)
+            remove_partial_writes(self.output_dir)
+            ensure_room_for_checkpoints(self.output_dir, self.model, self.cfg)
         self.start_epoch = self._resume()
         self.hooks = default_hooks(self.cfg) if hooks is None else hooks
         self.epoch = self.iter = 0
