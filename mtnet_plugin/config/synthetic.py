@@ -1,0 +1,41 @@
+"""The ``SYNTHETIC`` config node: the generated multi-tempo demo dataset (``mtnet_plugin.data.synthetic``).
+
+With ``SYNTHETIC.ENABLE`` the runtime generates the dataset into ``DATA.PATH_TO_DATA_DIR`` when that folder holds
+no ``train.csv``/``val.csv``/``test.csv`` yet; a folder that already holds them is used as it is, synthetic or not.
+``add_synthetic_config`` is safe to call on any fvcore/yacs ``CfgNode`` (ours or PySlowFast's).
+"""
+from fvcore.common.config import CfgNode
+
+
+def add_synthetic_config(cfg: CfgNode) -> CfgNode:
+    """Add the ``SYNTHETIC`` node to ``cfg`` in place (no-op for keys already present) and return ``cfg``."""
+    if "SYNTHETIC" not in cfg:
+        cfg.SYNTHETIC = CfgNode()
+    node = cfg.SYNTHETIC
+    defaults = {
+        # Generate the dataset into DATA.PATH_TO_DATA_DIR when its lists are missing.
+        "ENABLE": False,
+        # Seed of the generator: the same seed and options give the same videos and lists.
+        "SEED": 0,
+        # Number of classes, 2..6, taken in order from data.synthetic.CLASSES (must equal MODEL.NUM_CLASSES).
+        "NUM_CLASSES": 4,
+        # Clips per class in train.csv / val.csv / test.csv.
+        "NUM_TRAIN": 100,
+        "NUM_VAL": 20,
+        "NUM_TEST": 25,
+        # Frames per video; the class timings are in seconds, so keep FRAMES / FPS >= about 1.1 s.
+        "FRAMES": 48,
+        # Frame height in pixels; WIDTH 0 means round(4 * SIZE / 3) rounded to even (landscape, like Kinetics).
+        "SIZE": 64,
+        "WIDTH": 0,
+        # Frame rate stored in the files (and the one the class timings are converted with).
+        "FPS": 30,
+        # Standard deviation of the per-pixel Gaussian noise is drawn uniformly in [0, NOISE_STD] per clip.
+        "NOISE_STD": 10.0,
+        # Each clip has a number of distractor objects drawn uniformly in [0, MAX_DISTRACTORS].
+        "MAX_DISTRACTORS": 3,
+    }
+    for key, value in defaults.items():
+        if key not in node:
+            node[key] = value
+    return cfg
