@@ -174,8 +174,10 @@ def ensure_room_for_checkpoints(output_dir: str, model: nn.Module, cfg) -> int:
     param_bytes = sum(p.numel() * p.element_size() for p in target.parameters())
     needed = state_bytes + 2 * param_bytes + len(cfg.dump()) + 32 * 1024
     folder = checkpoint_dir(output_dir)
-    os.makedirs(folder, exist_ok=True)
-    free = shutil.disk_usage(folder).free
+    probe = folder
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:  # nothing is created here
+        probe = os.path.dirname(probe)
+    free = shutil.disk_usage(probe).free
     if free < needed:
         raise OSError(errno.ENOSPC, f"OUTPUT_DIR {output_dir} has {free:,} bytes free; one checkpoint needs about "
                                     f"{needed:,} bytes. Free space or choose another OUTPUT_DIR", folder)
