@@ -20,7 +20,7 @@ def test_top_level_nodes_and_scalars():
     cfg = get_cfg()
     for node in ("CONTRASTIVE", "BN", "TRAIN", "AUG", "VIS_MASK", "MIXUP", "TEST", "RESNET", "X3D", "NONLOCAL",
                  "MODEL", "MVIT", "MASK", "SLOWFAST", "DATA", "SOLVER", "BENCHMARK", "DATA_LOADER", "DETECTION",
-                 "AVA", "MULTIGRID", "TENSORBOARD", "DEMO", "MTNET"):
+                 "AVA", "MULTIGRID", "TENSORBOARD", "DEMO", "MTNET", "SYNTHETIC"):
         assert isinstance(cfg[node], CfgNode), node
     assert (cfg.TASK, cfg.NUM_GPUS, cfg.NUM_SHARDS, cfg.SHARD_ID, cfg.OUTPUT_DIR, cfg.RNG_SEED, cfg.LOG_PERIOD,
             cfg.LOG_MODEL_INFO, cfg.DIST_BACKEND) == ("", 1, 1, 0, ".", 1, 10, True, "nccl")
@@ -63,5 +63,5 @@ def test_get_cfg_returns_independent_trees():
     assert b.DATA.MEAN[0] == 0.45 and b.NONLOCAL.POOL[0][0][1] == 2
     assert b.NONLOCAL.POOL[1][0][1] == 2  # the four stages do not share one list
     # PySlowFast 287ec00 declares 339 keys; we add 5 (BN.EPSILON / MOMENTUM, SOLVER.CONV_WEIGHT_LR_MULT,
-    # DATA.DECODE_RETRIES / MAX_REPLACEMENTS) plus the MTNET node.
-    assert len([k for k in _flat(get_cfg()) if not k.startswith("MTNET.")]) == 339 + 5
+    # DATA.DECODE_RETRIES / MAX_REPLACEMENTS) plus the MTNET and SYNTHETIC nodes.
+    assert len([k for k in _flat(get_cfg()) if not k.startswith(("MTNET.", "SYNTHETIC."))]) == 339 + 5

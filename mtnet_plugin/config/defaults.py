@@ -1,10 +1,11 @@
 """PySlowFast's config schema (the nodes a video classification run reads), with the same key names, defaults and
-types, plus the ``MTNET`` node.
+types, plus the ``MTNET`` and ``SYNTHETIC`` nodes.
 
 The schema matches PySlowFast at commit ``287ec00`` (``slowfast/config/defaults.py``; facts file §3.1) so its YAML
 files load unchanged. Nodes that serve tasks we do not run (detection, self-supervision, MViT, demos, ...) live in
 :mod:`mtnet_plugin.config.compat_nodes`; they are accepted and a non-default value is reported (see
-:mod:`mtnet_plugin.config.loading`). Keys added by this project are marked ``[mtnet_plugin]``.
+:mod:`mtnet_plugin.config.loading`). Keys added by this project are marked ``[mtnet_plugin]``; the ``MTNET``
+(``mtnet.py``) and ``SYNTHETIC`` (``synthetic.py``) nodes are added by their own modules.
 
 ``get_cfg()`` builds a fresh tree on every call, so no module holds a mutable default config.
 """
@@ -12,6 +13,7 @@ from fvcore.common.config import CfgNode
 
 from .compat_nodes import add_compat_nodes
 from .mtnet import add_mtnet_config
+from .synthetic import add_synthetic_config
 
 
 def _add_bn(cfg: CfgNode) -> None:
@@ -389,7 +391,7 @@ def _add_runtime(cfg: CfgNode) -> None:
 
 
 def get_cfg() -> CfgNode:
-    """Return a new default config: PySlowFast's schema + the ``MTNET`` node (unfrozen; callers freeze it)."""
+    """Return a new default config: PySlowFast's schema + the ``MTNET`` and ``SYNTHETIC`` nodes (unfrozen)."""
     cfg = CfgNode()
     _add_bn(cfg)
     _add_train(cfg)
@@ -401,4 +403,5 @@ def get_cfg() -> CfgNode:
     _add_runtime(cfg)
     add_compat_nodes(cfg)
     add_mtnet_config(cfg)
+    add_synthetic_config(cfg)
     return cfg
