@@ -192,9 +192,6 @@ def test_sigkill_mid_checkpoint_write_keeps_the_previous_checkpoint(torn_save):
     assert _train_epochs(out) == ["1/4", "2/4", "2/4", "3/4", "4/4"]
 
 
-@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
-                   reason="faults-found #5: the torn temporary file of a killed checkpoint write stays in "
-                          "checkpoints/ forever (one checkpoint's size per crash)")
 def test_torn_checkpoint_write_leaves_no_file_behind_after_resume(torn_save):
     assert len(torn_save["after_kill"]) == 2, torn_save["after_kill"]  # the good checkpoint and the torn temp file
     left = sorted(os.listdir(os.path.join(torn_save["out"], "checkpoints")))
@@ -202,9 +199,6 @@ def test_torn_checkpoint_write_leaves_no_file_behind_after_resume(torn_save):
                                f"files left in checkpoints/ after the resumed run: {left}")
 
 
-@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
-                   reason="faults-found #6: checkpoints written through mkstemp are mode 0600, unreadable by "
-                          "the group (torch.save alone gives 0666 & ~umask)")
 def test_checkpoints_written_atomically_keep_the_usual_file_mode(torn_save):
     umask = os.umask(0)
     os.umask(umask)
@@ -241,9 +235,6 @@ def test_output_dir_that_cannot_be_created_fails_at_start(data_dir, tmp_path, ro
     assert str(blocker) in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
-                   reason="faults-found #3: a full OUTPUT_DIR fails at the first checkpoint write, "
-                          "after an epoch of training, with an OSError naming no path")
 def test_full_output_dir_fails_at_start_naming_it(data_dir, tmp_path):
     out = str(tmp_path / "out")
     cfg_path = _yaml(tmp_path, data_dir, out)

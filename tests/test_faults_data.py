@@ -17,6 +17,7 @@ from mtnet_plugin.config import load_config
 from mtnet_plugin.data import VideoListError
 from mtnet_plugin.engine import test as run_test
 from mtnet_plugin.engine import run, train
+from mtnet_plugin.engine.checkpoint import list_checkpoints
 from mtnet_plugin.engine.logs import read_json_stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,7 +96,7 @@ def test_only_broken_train_files_stop_with_their_names(dirty, tmp_path):
     with pytest.raises(RuntimeError, match="DATA.MAX_REPLACEMENTS") as err:
         train(cfg)
     assert sum(bad[k] in str(err.value) for k in fault_files.BROKEN) >= 2  # 4 attempts, each named
-    assert not os.path.exists(os.path.join(cfg.OUTPUT_DIR, "checkpoints"))
+    assert list_checkpoints(cfg.OUTPUT_DIR) == []
 
 
 MALFORMED = {
@@ -134,9 +135,6 @@ def root_handlers():
     root.setLevel(level)
 
 
-@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
-                   reason="faults-found #1: val.csv / test.csv are first read after epoch 1 / after "
-                          "training (engine hooks.Evaluator, engine.run)")
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_malformed_val_or_test_list_fails_before_training(dirty, tmp_path, split, root_handlers):
     """A typo in val.csv / test.csv must not cost the training run it follows."""
@@ -177,9 +175,6 @@ run_net.main()
 """
 
 
-@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
-                   reason="faults-found #2: a dead loader worker gives PyTorch's 'DataLoader worker "
-                          "(pid N) exited unexpectedly', naming no sample")
 def test_loader_worker_death_names_the_sample(dirty, tmp_path):
     folder, _ = dirty
     data = tmp_path / "data"
