@@ -197,3 +197,50 @@ def test_jit_trace_matches_eager(groups):
     with torch.jit.optimized_execution(False):
         for x in (x1, x2):
             torch.testing.assert_close(traced(x), m(x))
+
+
+def _plain_softpool(x):
+    """SoftPool of even-sized frames by torch.softmax over each 2x2 window (independent of the ops' code)."""
+    n, c, t, h, w = x.shape
+    v = x.reshape(n, c, t, h // 2, 2, w // 2, 2).permute(0, 1, 2, 3, 5, 4, 6).reshape(n, c, t, h // 2, w // 2, 4)
+    return (torch.softmax(v, -1) * v).sum(-1)
+
+
+def _train_reference(m, x):
+    """Eq. 1-4 with train-mode BN, plain ops only (no split, no in-place ReLU, no fused SoftPool)."""
+    def bn(z, b):
+        return F.batch_norm(z, None, None, b.weight, b.bias, True, 0.0, b.eps)
+
+    cl, cp, cw = m.local_channels, m.prolonged_channels, m.channelwise
+    conv = m.conv_local
+    a_l = F.relu(bn(F.conv3d(x[:, :cl] if cw else x, conv.weight, None, conv.stride, conv.padding,
+                             groups=cl if cw else 1), m.bn_local))
+    x_p = x[:, -cp:] if cw else x[:, x.shape[1] - m.p_in_channels:]
+    pooled_in, pooled_l = _plain_softpool(x_p), _plain_softpool(a_l)
+    idx = triplet_cosine_select(pooled_in.detach())
+    s_in, s_l = select_frames(pooled_in, idx), select_frames(pooled_l, idx)
+    lp_pad = tuple(k // 2 for k in m.conv_lp.kernel_size)
+    z_lp = bn(F.conv3d(s_l, m.conv_lp.weight, None, 1, lp_pad), m.bn_lp)
+    z_p = bn(F.conv3d(s_in, m.conv_p.weight, None, conv.stride, conv.padding, groups=cp if cw else 1), m.bn_p)
+    a_p = F.interpolate(F.relu(z_lp) + F.relu(z_p), size=a_l.shape[2:], mode="trilinear", align_corners=False)
+    return torch.cat([a_l, a_p], 1)
+
+
+@pytest.mark.parametrize("cin,cout,groups,opts,stride", [(6, 8, 1, {}, 1), (6, 8, 1, dict(p_input="split"), 2),
+                                                         (8, 8, 8, {}, 1), (8, 8, 8, {}, 2)])
+def test_train_mode_output_and_gradients_match_plain_reference(cin, cout, groups, opts, stride):
+    # The optimised forward (channel split, in-place ReLU, fused SoftPool backward) vs plain ops.
+    gen = torch.Generator().manual_seed(5)
+    m = MTConv(cin, cout, 3, stride=(1, stride, stride), padding=1, groups=groups, delta=0.75, **opts).double()
+    _randomize_bn(m, gen)
+    m.train()
+    x = torch.randn(2, cin, 6, 8, 8, generator=gen, dtype=torch.float64)
+    x_fast, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    fast, ref = m(x_fast), _train_reference(m, x_ref)
+    torch.testing.assert_close(fast, ref)
+    g = torch.randn(fast.shape, generator=gen, dtype=torch.float64)
+    params = [p for p in m.parameters()]
+    grads_fast = torch.autograd.grad(fast, [x_fast] + params, g)
+    grads_ref = torch.autograd.grad(ref, [x_ref] + params, g)
+    for a, b in zip(grads_fast, grads_ref):
+        torch.testing.assert_close(a, b)

@@ -1,5 +1,7 @@
 """mtnet_plugin.ops SoftPool (Eq. 5) and the Table VIc pooling alternatives, against slow window loops."""
+import io
 import math
+import warnings
 
 import pytest
 import torch
@@ -164,3 +166,67 @@ def test_pooling_runs_in_fp32_under_autocast(method):
     assert out.dtype == torch.float32 and torch.equal(out, ref)
     assert out16.dtype == torch.bfloat16
     torch.testing.assert_close(out16, pool_spatial(x.bfloat16().float(), method).bfloat16())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("pool_time", [False, True])
+def test_fused_gradient_matches_autograd_through_the_window_loop(shape, pool_time):
+    # The fast path (closed-form backward) against autograd through the slow reference: outputs and gradients.
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(*shape, dtype=torch.float64, generator=gen) * 3
+    x_fast, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    fast = (softpool_symmetric if pool_time else softpool_spatial)(x_fast)
+    ref = _reference(x_ref, _soft, pool_time=pool_time)
+    assert "SoftPool" in type(fast.grad_fn).__name__  # the fused path ran
+    g = torch.randn(fast.shape, dtype=torch.float64, generator=gen)
+    fast.backward(g)
+    ref.backward(g)
+    torch.testing.assert_close(fast, ref)
+    torch.testing.assert_close(x_fast.grad, x_ref.grad)
+
+
+def test_fused_path_fp32_large_values_and_half_input_gradients():
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 3, 2, 6, 5, generator=gen) * 50
+    a, b = x.clone().requires_grad_(), x.double().requires_grad_()
+    softpool_spatial(a).sum().backward()
+    _reference(b, _soft).sum().backward()
+    assert torch.isfinite(a.grad).all()
+    torch.testing.assert_close(a.grad, b.grad.float(), atol=1e-5, rtol=1e-4)
+    h = x.half().requires_grad_()
+    out = softpool_spatial(h)
+    out.float().sum().backward()
+    assert out.dtype == h.grad.dtype == torch.float16
+    torch.testing.assert_close(h.grad.float(), b.grad.float(), atol=2e-2, rtol=2e-2)
+
+
+def test_plain_ops_when_no_backward_or_traced():
+    x = torch.randn(1, 2, 2, 4, 4, requires_grad=True)
+    with torch.no_grad():
+        assert softpool_spatial(x).grad_fn is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(softpool_spatial, (x,), check_trace=False)
+    kinds = {n.kind() for n in traced.graph.nodes()}
+    assert "aten::exp_" in kinds and "prim::PythonOp" not in kinds  # exportable ops, countable by fvcore
+    torch.testing.assert_close(traced(x), softpool_spatial(x))
+
+
+class _Pool(torch.nn.Module):
+    def forward(self, x):
+        return softpool_spatial(x)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 3, 6, 8), (2, 2, 2, 5, 7)])
+def test_export_matches_eager(shape):
+    # torch.export and ONNX (opset pooling ops) see the plain-op path and reproduce eager values.
+    ort = pytest.importorskip("onnxruntime")
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(9)) * 3
+    torch.testing.assert_close(torch.export.export(_Pool(), (x,)).module()(x), softpool_spatial(x))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Pool(), (x,), buf, dynamo=False)
+    session = ort.InferenceSession(buf.getvalue())
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(got), softpool_spatial(x), atol=1e-5, rtol=1e-5)

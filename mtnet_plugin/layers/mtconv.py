@@ -143,7 +143,7 @@ class MTConv(nn.Module):
             self.p_in_channels = 0
             self.conv_local = nn.Conv3d(in_channels, out_channels, groups=groups, **conv)
             self.bn_local = nn.BatchNorm3d(out_channels, **norm)
-            self.act = nn.ReLU() if activation else nn.Identity()
+            self.act = nn.ReLU(inplace=True) if activation else nn.Identity()
             return
         if self.channelwise:  # spec #11
             self.p_in_channels = c_prolonged
@@ -162,18 +162,22 @@ class MTConv(nn.Module):
         self.bn_local = nn.BatchNorm3d(c_local, **norm)
         self.bn_lp = nn.BatchNorm3d(c_prolonged, **norm)
         self.bn_p = nn.BatchNorm3d(c_prolonged, **norm)
-        self.act = nn.ReLU() if activation else nn.Identity()
+        # In place: BN's backward reads its input, not its output, so the ReLU may overwrite the BN output.
+        self.act = nn.ReLU(inplace=True) if activation else nn.Identity()
         self.downsample = ProlongedDownsample(pool=pool, symmetric=symmetric_pool, selection=selection)
         self.upsample = TrilinearResize()
         self.resize_p = TrilinearResize()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, C_in, T_in, H_in, W_in). Returns (N, C~, T, H, W), the size a plain Conv3d would give."""
-        x_local = x[:, : self.local_channels] if self.channelwise else x
-        a_local = self.act(self.bn_local(self.conv_local(x_local)))  # a_L = g(z_L)
         if not self.has_prolonged:
-            return a_local
-        x_p = x[:, self.in_channels - self.p_in_channels :]  # the last p_in_channels
+            return self.act(self.bn_local(self.conv_local(x)))
+        if self.channelwise:  # one split: its backward is one cat, not two zero-filled slices
+            x_local, x_p = torch.split(x, [self.local_channels, self.p_in_channels], dim=1)
+        else:  # P reads the last p_in_channels ("split") or all of them ("full": no slice to undo in backward)
+            x_local = x
+            x_p = x if self.p_in_channels == self.in_channels else x[:, self.in_channels - self.p_in_channels :]
+        a_local = self.act(self.bn_local(self.conv_local(x_local)))  # a_L = g(z_L)
         p_in, p_local = self.downsample(x_p, a_local)  # T(SoftPool(.)), Eq. 4
         g_lp = self.act(self.bn_lp(self.conv_lp(p_local)))
         g_p = self.act(self.bn_p(self.conv_p(p_in)))

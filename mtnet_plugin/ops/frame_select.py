@@ -94,5 +94,7 @@ def select_frames(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """
     n, c, _, h, w = static_shape(x)
     keep = static_shape(idx)[1]
+    if n == 1:  # one contiguous copy per frame; gather would read an (N, C, T', H, W) index as well
+        return x.index_select(2, idx.reshape(keep))
     index = idx.view(n, 1, keep, 1, 1).expand(n, c, keep, h, w)
     return torch.gather(x, 2, index)
