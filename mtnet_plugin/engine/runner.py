@@ -1,10 +1,12 @@
 """``run(cfg)``: what ``tools/run_net.py`` does with one config — train and/or test, then say where outputs are."""
 import logging
 import os
+import time
 from typing import Optional
 
 from mtnet_plugin import data as mt_data
 from mtnet_plugin.config import assert_and_infer_cfg, load_config
+from mtnet_plugin.data.synthetic import ensure_synthetic_dataset, has_lists
 from mtnet_plugin.models import MODEL_REGISTRY, registered_names
 from mtnet_plugin.models.build import model_name_from_config
 
@@ -29,6 +31,23 @@ def _train_then_test(cfg) -> dict:
     if cfg.TEST.ENABLE:
         out["test"] = test(cfg)
     return out
+
+
+def prepare_data(cfg, rank: int, timeout_s: float = 3600.0) -> None:
+    """Generate the synthetic dataset when ``SYNTHETIC.ENABLE`` asks for it and its lists are missing.
+
+    Rank 0 generates (atomically: a half-written dataset is never visible); other ranks wait for the lists.
+    """
+    if "SYNTHETIC" not in cfg or not cfg.SYNTHETIC.ENABLE:
+        return
+    if rank == 0:
+        ensure_synthetic_dataset(cfg)
+        return
+    deadline = time.monotonic() + timeout_s
+    while not has_lists(cfg.DATA.PATH_TO_DATA_DIR):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank {rank}: no dataset appeared in DATA.PATH_TO_DATA_DIR={cfg.DATA.PATH_TO_DATA_DIR}")
+        time.sleep(1.0)
 
 
 def output_locations(output_dir: str) -> "dict[str, str]":
@@ -59,6 +78,7 @@ def run(cfg, init_method: Optional[str] = None) -> dict:
     setup_logging(cfg.OUTPUT_DIR, rank)
     if rank == 0:
         logger.info("Config saved to %s", save_config(cfg, cfg.OUTPUT_DIR, force=True))
+    prepare_data(cfg, rank)
     result = launch(cfg, _train_then_test, init_method) or {}
     if is_main_process():
         result["outputs"] = output_locations(cfg.OUTPUT_DIR)
