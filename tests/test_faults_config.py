@@ -1,5 +1,6 @@
 """Fault injection, config side: unknown keys, wrong types and impossible values stop ``tools/run_net.py`` with an
-error naming the key, before any list or video is read and before OUTPUT_DIR is touched.
+error naming the key, before any list or video is read and before OUTPUT_DIR is touched; an unusable checkpoint named
+by ``TRAIN/TEST.CHECKPOINT_FILE_PATH`` is refused at start, naming the file and the key.
 
 Each test is a row of docs/reliability.md.
 """
@@ -112,3 +113,73 @@ def test_impossible_mtnet_value_is_named_before_any_data_is_read(run_net, tmp_pa
     node, name = key.split(".")
     err, _, _ = _start(run_net, tmp_path, MODEL={"ARCH": "mtnet"}, **{node: {name: value}})
     assert key in str(err)
+
+
+# -- checkpoint files named by the config ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A real checkpoint of the tiny X3D, the same cut to 5000 bytes, a text file, and one of another model."""
+    import torch
+
+    from mtnet_plugin.config import load_config
+    from mtnet_plugin.engine.checkpoint import save_checkpoint
+    from mtnet_plugin.models import build_model
+
+    folder = tmp_path_factory.mktemp("ckpts")
+    cfg = load_config([fault_files.write_yaml(str(folder / "c.yaml"), fault_files.tiny_cfg_dict("", str(folder)))])
+    model = build_model(cfg)
+    good = save_checkpoint(str(folder), model, torch.optim.SGD(model.parameters(), lr=0.1), 0, cfg)
+    paths = {"good": good, "missing": str(folder / "missing.pyth"), "truncated": str(folder / "truncated.pyth"),
+             "not_a_checkpoint": str(folder / "notes.pyth")}
+    with open(good, "rb") as src, open(paths["truncated"], "wb") as dst:
+        dst.write(src.read()[:5000])
+    with open(paths["not_a_checkpoint"], "w") as f:
+        f.write("epoch 3 was the good one\n")
+    other = torch.nn.Sequential(torch.nn.Conv3d(3, 5, 1), torch.nn.Linear(5, 7))  # matches none of X3D's tensors
+    paths["other_model"] = save_checkpoint(str(folder / "other"), other,
+                                           torch.optim.SGD(other.parameters(), lr=0.1), 0, cfg)
+    return paths
+
+
+def _start_with_checkpoint(tmp_path, split, path):
+    """``train`` (TRAIN) or ``test`` (TEST) with ``{split}.CHECKPOINT_FILE_PATH = path``; returns the error raised."""
+    from mtnet_plugin.config import load_config
+    from mtnet_plugin.engine import test as run_test
+    from mtnet_plugin.engine import train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    sections = {"TRAIN": {"AUTO_RESUME": False}, "TEST": {"ENABLE": split == "TEST"}}
+    sections[split]["CHECKPOINT_FILE_PATH"] = path
+    cfg = load_config([fault_files.write_yaml(str(tmp_path / "c.yaml"), fault_files.tiny_cfg_dict(
+        str(data), str(tmp_path / "out"), **sections))])
+    cfg.freeze()
+    with pytest.raises(Exception) as err:  # with no_data_reads: reading a list first is an error too
+        (train if split == "TRAIN" else run_test)(cfg)
+    return err.value
+
+
+@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
+                   reason="faults-found #7: a truncated / non-checkpoint file gives 'OSError: [Errno 22] Invalid "
+                          "argument' or 'IndexError: pop from empty list', naming neither file nor key")
+@pytest.mark.parametrize("kind", ["missing", "truncated", "not_a_checkpoint"])
+@pytest.mark.parametrize("split", ["TRAIN", "TEST"])
+def test_unreadable_checkpoint_file_is_named_with_its_key_at_start(checkpoints, tmp_path, no_data_reads, split,
+                                                                    kind):
+    err = _start_with_checkpoint(tmp_path, split, checkpoints[kind])
+    message = str(err)
+    fault_files.expect_handled(checkpoints[kind] in message and f"{split}.CHECKPOINT_FILE_PATH" in message,
+                               f"{type(err).__name__}: {message!r} does not name both the file and "
+                               f"{split}.CHECKPOINT_FILE_PATH")
+
+
+@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
+                   reason="faults-found #8: a checkpoint matching none of the model's tensors is loaded with a "
+                          "warning; training / testing goes on from random weights")
+@pytest.mark.parametrize("split", ["TRAIN", "TEST"])
+def test_checkpoint_of_another_model_is_refused_at_start(checkpoints, tmp_path, no_data_reads, split):
+    err = _start_with_checkpoint(tmp_path, split, checkpoints["other_model"])
+    fault_files.expect_handled(not isinstance(err, AssertionError) and checkpoints["other_model"] in str(err),
+                               f"no error naming the checkpoint before the data was read: {err!r}")
