@@ -244,3 +244,24 @@ def test_train_mode_output_and_gradients_match_plain_reference(cin, cout, groups
     grads_ref = torch.autograd.grad(ref, [x_ref] + params, g)
     for a, b in zip(grads_fast, grads_ref):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("pool", ["softpool", "avg", "max"])
+def test_downsample_selects_before_pooling_with_the_same_values_and_gradients(pool):
+    from mtnet_plugin.layers import ProlongedDownsample
+    from mtnet_plugin.ops import pool_spatial
+
+    gen = torch.Generator().manual_seed(6)
+    a_in = torch.randn(2, 3, 8, 6, 5, dtype=torch.float64, generator=gen)
+    a_l = torch.randn(2, 4, 8, 6, 5, dtype=torch.float64, generator=gen)
+    fast_in, fast_l = a_in.clone().requires_grad_(), a_l.clone().requires_grad_()
+    ref_in, ref_l = a_in.clone().requires_grad_(), a_l.clone().requires_grad_()
+    got = ProlongedDownsample(pool=pool)(fast_in, fast_l)
+    p_in, p_l = pool_spatial(ref_in, pool), pool_spatial(ref_l, pool)  # pool every frame, then select
+    idx = triplet_cosine_select(p_in)
+    want = (select_frames(p_in, idx), select_frames(p_l, idx))
+    g = [torch.randn(w.shape, dtype=torch.float64, generator=gen) for w in want]
+    torch.autograd.backward(got, g)
+    torch.autograd.backward(want, g)
+    for a, b in zip(got + (fast_in.grad, fast_l.grad), want + (ref_in.grad, ref_l.grad)):
+        torch.testing.assert_close(a, b)

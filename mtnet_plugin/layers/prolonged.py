@@ -51,14 +51,11 @@ class FrameSelect(nn.Module):
         super().__init__()
         self.highest = highest
 
-    def forward(self, p_in: torch.Tensor, p_local: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Indices from p_in (N, C_in_P, T, H', W'), applied to both; p_local (N, C_L, T_L, H_L', W_L') gets
-        its own indices when T_L != T. Returns the two reduced tensors, T' frames each."""
+    def forward(self, p_in: torch.Tensor, other: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Indices from the pooled input p_in (N, C_in_P, T, H', W'), applied to p_in and to ``other``, any
+        (N, C, T, h, w) with the same T (spec #5; e.g. a_L before or after its pooling). Returns both, T' frames."""
         idx = triplet_cosine_select(p_in, highest=self.highest)
-        p_in_sel = select_frames(p_in, idx)
-        if p_local.shape[2] != p_in.shape[2]:
-            idx = triplet_cosine_select(p_local, highest=self.highest)
-        return p_in_sel, select_frames(p_local, idx)
+        return select_frames(p_in, idx), select_frames(other, idx)
 
     def extra_repr(self) -> str:
         return f"highest={self.highest}"
@@ -68,8 +65,10 @@ class ProlongedDownsample(nn.Module):
     """Halve both P inputs: pool space per frame, then select frames (Eq. 4-7, spec #5).
 
     The frame indices are computed once, from the pooled layer input, and applied to both inputs so that
-    the sum in Eq. 3 adds features of the same time steps (spec #5). If the two inputs have a different
-    number of frames (a temporal stride or an unpadded temporal kernel in L), each gets its own indices.
+    the sum in Eq. 3 adds features of the same time steps (spec #5). a_L's frames are selected before it is
+    pooled (pooling is per frame, so the values are those of pooling first, at half the cost). If the two
+    inputs have a different number of frames (a temporal stride or an unpadded temporal kernel in L), each
+    gets its own indices, from its pooled frames.
     With ``symmetric=True`` time is pooled together with space (Table VIc) and no frame is selected.
 
     Args:
@@ -107,10 +106,19 @@ class ProlongedDownsample(nn.Module):
             (reduced a_in, reduced a_L): (N, C_in_P, T', H', W') and (N, C_L, T_L', H_L', W_L'); T' is T2 when
             symmetric and T when selection is "none".
         """
-        p_in, p_local = self.spatial_pool(a_in), self.spatial_pool(a_local)
+        p_in = self.spatial_pool(a_in)
         if self.frame_select is None:
-            return p_in, p_local
-        return self.frame_select(p_in, p_local)
+            return p_in, self.spatial_pool(a_local)
+        if int(a_local.shape[2]) == int(p_in.shape[2]):
+            # Pooling is per frame, so select a_L's frames first and pool only the kept half: the same
+            # values as pooling every frame and selecting after, at half the pooling cost.
+            p_in_sel, a_local_sel = self.frame_select(p_in, a_local)
+            return p_in_sel, self.spatial_pool(a_local_sel)
+        # a_L has another frame count (temporal stride / unpadded kernel): its own indices (spec #5).
+        p_local = self.spatial_pool(a_local)
+        p_in_sel, _ = self.frame_select(p_in, p_in)  # rare path: the duplicate gather is on a pooled tensor
+        p_local_sel, _ = self.frame_select(p_local, p_local)
+        return p_in_sel, p_local_sel
 
     def extra_repr(self) -> str:
         return f"pool={self.pool!r}, symmetric={self.symmetric}, selection={self.selection!r}"
