@@ -87,3 +87,22 @@ def test_unknown_names_fail_listing_registered_names():
     cfg.MTNET.HEAD = "NoSuchHead"
     with pytest.raises(KeyError, match="NoSuchHead.*X3DHead"):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("family", ["X3D", "MTNet"])
+@pytest.mark.parametrize("size", ["S", "L"])
+def test_shipped_configs_build_the_preset_network(family, size):
+    # The runtime's configs (configs/Kinetics) and the presets describe the same networks.
+    import pathlib
+
+    from mtnet_plugin.config import load_config
+    from mtnet_plugin.models import preset
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "Kinetics" / f"{family}_{size}.yaml"
+    cfg = load_config([str(path)])
+    model = build_model(cfg)
+    assert type(model).__name__ == family
+    reference = preset(f"{family}_{size}", num_classes=cfg.MODEL.NUM_CLASSES)
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == [
+        (k, v.shape) for k, v in reference.state_dict().items()
+    ]

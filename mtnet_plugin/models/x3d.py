@@ -18,7 +18,7 @@ Shape legend: N batch, T frames (never strided), H, W; res5 is (H / 32, W / 32) 
 import logging
 import math
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from fvcore.nn.weight_init import c2_msra_fill
@@ -241,7 +241,7 @@ def x3d_parts(
     norm_eps: float = 1e-5,
     norm_momentum: float = 0.1,
     block: Callable[..., nn.Module] = create_x3d_block,
-    block_kwargs: Dict[str, Any] = None,
+    block_kwargs: Optional[Dict[str, Any]] = None,
     head: Union[str, Callable[..., nn.Module]] = "X3DHead",
 ) -> Dict[str, Any]:
     """Build the stem, stages and head of an X3D-shaped network (keyword arguments as ``create_x3d``).
