@@ -4,7 +4,7 @@ downsampling with SoftPool", ICCV 2021 (arXiv:2101.00440).
 
 Shape legend: x is (N, C, T, H, W); H' = ceil(H / 2), W' = ceil(W / 2), T2 = ceil(T / 2).
 """
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -38,42 +38,88 @@ def _window_sum(y: torch.Tensor, sizes) -> torch.Tensor:
 
 
 def _softpool_reference(x: torch.Tensor, sizes) -> torch.Tensor:
-    """Eq. 5 in plain differentiable ops: the traced/exported/inference path and the reference of the fused one."""
+    """Eq. 5 with pooling kernels in plain differentiable ops: what tracers, exporters and compilers see."""
     values, e, total = _window_weights(x, sizes)
     n, c, t2, _, h2, _, w2, _ = static_shape(values)
     return _window_sum(e * values, sizes) / total.reshape(n, c, t2, h2, w2)
 
 
+def _padded(x: torch.Tensor, sizes) -> Tuple[torch.Tensor, torch.Tensor]:
+    """x padded at the far end to a multiple of the window: (logits padded with -inf, values padded with 0)."""
+    n, c, t, h, w = static_shape(x)
+    kt, kh, kw = sizes
+    pad = (0, (-w) % kw, 0, (-h) % kh, 0, (-t) % kt)
+    if not any(pad):
+        return x, x
+    return F.pad(x, pad, value=float("-inf")), F.pad(x, pad, value=0.0)
+
+
+def _offsets(sizes) -> List[Tuple[int, int, int]]:
+    kt, kh, kw = sizes
+    return [(a, b, c) for a in range(kt) for b in range(kh) for c in range(kw)]
+
+
+def _piece(y: torch.Tensor, offset: Tuple[int, int, int], sizes) -> torch.Tensor:
+    """Element ``offset`` of every window: a strided view (N, C, T2, H2, W2) of the padded y."""
+    (a, b, c), (kt, kh, kw) = offset, sizes
+    return y[:, :, a::kt, b::kh, c::kw]
+
+
+def _softpool_pieces(x: torch.Tensor, sizes, keep: bool):
+    """Eq. 5 as element-wise ops over the k window elements' strided views (k = 4 for 2x2): max, exp, weighted
+    sums, each on window-sized tensors. On CPU this runs several times faster than pooling kernels or
+    reductions over a window view. Returns (out, padded values, weight pieces e_i, their sum) when ``keep``
+    (for the closed-form backward), else just out."""
+    logits, values = _padded(x, sizes)
+    offsets = _offsets(sizes)
+    shift = _piece(logits, offsets[0], sizes)
+    for o in offsets[1:]:  # per-window max (spec numerics); carries no gradient
+        shift = torch.maximum(shift, _piece(logits, o, sizes))
+    pieces, num, total = [], None, None
+    for o in offsets:
+        e = (_piece(logits, o, sizes) - shift).exp_()
+        v = _piece(values, o, sizes)
+        if num is None:
+            num, total = e * v, (e.clone() if keep else e)
+        else:
+            num.addcmul_(e, v)
+            total.add_(e)
+        pieces.append(e)
+    out = num.div_(total)
+    return (out, values, pieces, total) if keep else out
+
+
 class _SoftPoolFunction(torch.autograd.Function):
-    """Eq. 5 with its closed-form gradient ``d out / d x_i = w_i (1 + x_i - out)`` (SoftPool paper, Eq. 5-6):
-    three passes over the input in backward instead of autograd's chain through exp, mul, sum and div."""
+    """Eq. 5 with its closed-form gradient ``d out / d x_i = w_i (1 + x_i - out)`` (SoftPool paper, Eq. 5-6),
+    both over the window elements' strided views: three window-sized ops per element in backward instead of
+    autograd's chain through exp, mul, sum and div."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor:
-        values, e, total = _window_weights(x, sizes)
-        n, c, t2, _, h2, _, w2, _ = static_shape(values)
-        out = _window_sum(e * values, sizes).reshape(n, c, t2, 1, h2, 1, w2, 1) / total
+        out, values, pieces, total = _softpool_pieces(x, sizes, keep=True)
         ctx.sizes, ctx.shape = sizes, static_shape(x)
-        ctx.save_for_backward(values, e, total, out)
-        return out.reshape(n, c, t2, h2, w2)
+        ctx.save_for_backward(values, total, out, *pieces)
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        values, e, total, out = ctx.saved_tensors
-        kt, kh, kw = ctx.sizes
-        g = (grad.unsqueeze(3).unsqueeze(5).unsqueeze(7) / total)  # (N, C, T2, 1, H2, 1, W2, 1)
-        gx = torch.sub(values, out - 1.0).mul_(e).mul_(g)  # w_i (1 + x_i - out) * grad, per window element
-        n, c, t, h, w = ctx.shape
-        gx = gx.reshape(n, c, gx.shape[2] * kt, gx.shape[4] * kh, gx.shape[6] * kw)
+        values, total, out, *pieces = ctx.saved_tensors
+        g = grad / total
+        out_m1 = out - 1.0
+        gx = torch.empty_like(values)
+        for o, e in zip(_offsets(ctx.sizes), pieces):
+            d = _piece(gx, o, ctx.sizes)
+            torch.sub(_piece(values, o, ctx.sizes), out_m1, out=d)  # 1 + x_i - out
+            d.mul_(e).mul_(g)  # * w_i * grad, w_i = e_i / total
+        _, _, t, h, w = ctx.shape
         return gx[:, :, :t, :h, :w], None
 
 
-def _use_fused(x: torch.Tensor) -> bool:
-    """The fused autograd path only where a backward will run and no tracer or compiler records the graph
-    (they see the plain ops, which they can export and count)."""
-    return (x.requires_grad and torch.is_grad_enabled() and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling())
+def _eager(x: torch.Tensor) -> bool:
+    """Eager execution, where the fast element-wise path runs; tracers and compilers get the pooling-kernel
+    graph instead (exportable, and priced by the FLOP counter as 2 accumulations per input element)."""
+    return not torch.jit.is_tracing() and not torch.compiler.is_compiling()
 
 
 def _softpool(x: torch.Tensor, pool_time: bool) -> torch.Tensor:
@@ -81,7 +127,12 @@ def _softpool(x: torch.Tensor, pool_time: bool) -> torch.Tensor:
     sizes = window_sizes(x, pool_time)
     with fp32_region(x):
         xf = compute_dtype(x)
-        out = _SoftPoolFunction.apply(xf, sizes) if _use_fused(xf) else _softpool_reference(xf, sizes)
+        if not _eager(xf):
+            out = _softpool_reference(xf, sizes)
+        elif xf.requires_grad and torch.is_grad_enabled():
+            out = _SoftPoolFunction.apply(xf, sizes)
+        else:
+            out = _softpool_pieces(xf, sizes, keep=False)
     return out.to(x.dtype)
 
 
