@@ -34,6 +34,9 @@ def parse_args(argv=None):
     p.add_argument("--loader-batches", dest="loader_batches", type=int, default=4)
     p.add_argument("--videos", type=int, default=4, help="generated 320p H.264 videos for --loader")
     p.add_argument("--data-dir", dest="data_dir", default=None, help="use this train.csv instead")
+    p.add_argument("--compile", action="store_true", help="torch.compile every model (eager is the default)")
+    p.add_argument("--loader-only", dest="loader_only", action="store_true",
+                   help="with --loader: skip the model latency table")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p.parse_args(argv)
 

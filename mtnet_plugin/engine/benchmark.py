@@ -315,11 +315,13 @@ def run_benchmark(
 # -------------------------------------------------------------------------------------------- report
 def format_report(report: Dict[str, Any]) -> str:
     """Markdown tables of a :func:`run_benchmark` (and optionally loader) report."""
-    m, st = report["machine"], report["settings"]
+    m, st = report["machine"], report.get("settings")
     lines = [f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} threads, device "
-             f"{m.get('gpu', m['device'])}, load average {_load(m.get('loadavg'))} -> {_load(m.get('loadavg_end'))}",
-             f"batch {st['batch']}, {st['repeats']} repeats after {st['warmup']} warm-up, interleaved, "
-             f"{st['stat']}; timing {st['timing']}; memory: {st['memory_method']}", ""]
+             f"{m.get('gpu', m['device'])}, load average {_load(m.get('loadavg'))} -> {_load(m.get('loadavg_end'))}"]
+    if st:
+        lines.append(f"batch {st['batch']}, {st['repeats']} repeats after {st['warmup']} warm-up, interleaved, "
+                     f"{st['stat']}; timing {st['timing']}; memory: {st['memory_method']}")
+    lines.append("")
     for mode, res in report["results"].items():
         lines += [f"### {mode}", "", "| model | input | fwd ms | fwd+bwd ms | fwd clips/s | train clips/s | "
                   "peak MB (fwd+bwd) | peak MB (fwd) |", "|---|---|---|---|---|---|---|---|"]
@@ -467,7 +469,8 @@ def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequ
               input: Optional[str] = None, batch: int = 1, threads: Optional[int] = None, repeats: int = 3,
               warmup: int = 1, device: Optional[str] = None, no_amp: bool = False, parts: bool = True,
               memory: bool = True, json: Optional[str] = None, loader: bool = False, loader_batches: int = 4,
-              videos: int = 4, data_dir: Optional[str] = None, quiet: bool = False) -> Dict[str, Any]:
+              videos: int = 4, data_dir: Optional[str] = None, loader_only: bool = False,
+              compile: bool = False, quiet: bool = False) -> Dict[str, Any]:
     """What ``tools/benchmark.py`` runs: build the models, measure, print the tables, write the json.
 
     Args:
@@ -480,6 +483,10 @@ def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequ
         device: "cpu" | "cuda" (default: cuda when available).
         no_amp: on CUDA, skip the AMP run.
         json: write the report there.
+        compile: wrap every model in ``torch.compile`` (default Inductor); the warm-up repetitions include
+            the compilation, so give ``warmup >= 1``. Parts are not profiled for compiled models.
+        loader_only: with ``loader``, skip the model latency table (the loader report still times the
+            first model's training step).
         loader: also run :func:`run_loader_benchmark` for the first model (or cfg) with ``loader_batches``
             batches of ``batch`` clips over ``videos`` generated 320p H.264 videos (or ``data_dir``'s list).
         quiet: no progress lines.
@@ -506,16 +513,22 @@ def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequ
         cfgs[label] = c
     if not built:
         raise ValueError("nothing to benchmark: give --models NAME ... and/or --cfg FILE ...")
+    if compile:
+        built = {k: (torch.compile(m), native) for k, (m, native) in built.items()}
+        parts = False
     amp_modes = None if not no_amp else (False,)
-    report = run_benchmark(built, input_size=size, batch=batch, repeats=repeats, warmup=warmup, device=dev,
-                           amp_modes=amp_modes, parts=parts, memory=memory, progress=say)
+    if loader and loader_only:
+        report = dict(machine=machine_info(torch.device("cpu")), results={})
+    else:
+        report = run_benchmark(built, input_size=size, batch=batch, repeats=repeats, warmup=warmup, device=dev,
+                               amp_modes=amp_modes, parts=parts, memory=memory, progress=say)
     if loader:
         label = next(iter(built))
         model, native = built[label]
         t, s = size or native
         c = cfgs.get(label) or get_cfg()
         c = c.clone()
-        c.defrost() if hasattr(c, "defrost") else None
+        c.defrost()
         c.NUM_GPUS, c.TRAIN.BATCH_SIZE = 0, batch
         c.DATA.NUM_FRAMES, c.DATA.TRAIN_CROP_SIZE = t, s
         if label not in cfgs:  # a preset: Kinetics-style sampling (X3D's stride 5 at 30 fps, jitter 256-320)
@@ -526,8 +539,7 @@ def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequ
                 say(f"writing {videos} H.264 videos, short side 320, {frames} frames, to {tmp}")
                 write_benchmark_videos(tmp, num_videos=videos, num_frames=frames, fps=int(c.DATA.TARGET_FPS))
             c.DATA.PATH_TO_DATA_DIR = data_dir or tmp
-            report["loader"] = run_loader_benchmark(c.cpu() if hasattr(c, "cpu") else c, model.cpu(),
-                                                    batches=loader_batches, progress=say)
+            report["loader"] = run_loader_benchmark(c, model.cpu(), batches=loader_batches, progress=say)
     text = format_report(report)
     print(text)
     if json:
