@@ -134,3 +134,61 @@ def test_file_mode_partial_write_cleanup_and_disk_room(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=str(tmp_path)):
         ck.ensure_room_for_checkpoints(str(tmp_path), net, cfg)
 
+
+
+class Other(nn.Module):
+    """Shares no tensor name with :class:`Net`."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv3d(3, 2, 1)
+
+
+def _unchanged(model, before):
+    return all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_unusable_checkpoint_files_are_named_with_their_key(tmp_path):
+    cfg = get_cfg()
+    net, opt = _trained()
+    good = ck.save_checkpoint(str(tmp_path), net, opt, 0, cfg)
+    files = {"truncated": tmp_path / "cut.pyth", "text": tmp_path / "notes.pyth", "list": tmp_path / "list.pyth"}
+    files["truncated"].write_bytes(open(good, "rb").read()[:3000])
+    files["text"].write_text("epoch 3 was the good one\n")
+    torch.save([torch.zeros(2)], str(files["list"]))  # loads, but is no checkpoint dict
+    key = "TRAIN.CHECKPOINT_FILE_PATH"
+    target = Net()
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    missing = str(tmp_path / "missing.pyth")
+    with pytest.raises(FileNotFoundError) as err:
+        ck.load_checkpoint(missing, target, key=key)
+    assert key in str(err.value) and missing in str(err.value)
+    for path in map(str, files.values()):
+        with pytest.raises(ck.CheckpointError) as err:
+            ck.load_checkpoint(path, target, key=key)
+        assert f"{key} = {path}" in str(err.value)
+    with pytest.raises(ck.CheckpointError, match="not a checkpoint"):  # an already-read dict is checked as well
+        ck.load_checkpoint("given.pyth", target, ckpt={"state_dict": {}})
+    assert _unchanged(target, before)
+
+
+def test_checkpoint_matching_no_tensor_is_refused_partial_matches_load(tmp_path, caplog):
+    cfg = get_cfg()
+    other = Other()
+    path = ck.save_checkpoint(str(tmp_path / "other"), other, torch.optim.SGD(other.parameters(), lr=0.1), 0, cfg)
+    target = Net()
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(ck.CheckpointError) as err:
+        ck.load_checkpoint(path, target, key="TEST.CHECKPOINT_FILE_PATH")
+    assert f"TEST.CHECKPOINT_FILE_PATH = {path}" in str(err.value) and "stem.weight" in str(err.value)
+    # same names, every shape different: nothing would load either
+    wide = {k: torch.zeros(*(s + 1 for s in v.shape)) for k, v in target.state_dict().items() if v.dim()}
+    with pytest.raises(ck.CheckpointError, match="another model"):
+        ck.load_checkpoint("wide.pyth", target, ckpt={"model_state": wide})
+    assert _unchanged(target, before)
+    # one tensor that fits (conv.weight) is a partial load: warnings, no error
+    net, _ = _trained()
+    with caplog.at_level(logging.WARNING):
+        assert ck.load_checkpoint("one.pyth", target, ckpt={"model_state": {"conv.weight": net.conv.weight}}) == -1
+    torch.testing.assert_close(target.conv.weight, net.conv.weight)
+    assert any("missing" in r.getMessage() for r in caplog.records)

@@ -9,6 +9,10 @@ of those, so files load with ``torch.load(weights_only=True)`` — ours, and PyS
 A write goes to a temporary file in the same directory, is flushed and fsynced, then renamed over the target
 (``os.replace``), so a crash never leaves a truncated ``.pyth``. Auto-resume still checks each candidate and skips
 one that does not load (e.g. truncated by a disk problem), with a warning.
+
+A checkpoint the config names (``TRAIN/TEST.CHECKPOINT_FILE_PATH``) that cannot be read, is not a checkpoint, or
+matches none of the model's tensors is an error naming the file and the key (:class:`CheckpointError`), raised at
+start; a partial match (a new head for fine-tuning) loads with warnings, as in PySlowFast.
 """
 import errno
 import logging
@@ -48,10 +52,41 @@ def list_checkpoints(output_dir: str) -> "list[str]":
     return [os.path.join(folder, name) for _, name in sorted(found)]
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used: unreadable, not a checkpoint dict, or of another model."""
+
+
 def read_checkpoint(path: str) -> dict:
     """Load a checkpoint dict on CPU with ``weights_only=True`` (PySlowFast and our files both qualify)."""
     with open(path, "rb") as f:
         return torch.load(f, map_location="cpu", weights_only=True)
+
+
+def _named(path: str, key: str) -> str:
+    return f"{key} = {path}" if key else str(path)
+
+
+def open_checkpoint(path: str, key: str = "") -> dict:
+    """:func:`read_checkpoint` whose errors name the file and the config key it came from (faults-found #7).
+
+    Args:
+        path: the file.
+        key: the config key that named it (``TRAIN.CHECKPOINT_FILE_PATH``), or ``""``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: it does not load (truncated, not a PyTorch file) or is not a dict with ``model_state``.
+    """
+    try:
+        ckpt = read_checkpoint(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"{key + ': ' if key else ''}no such checkpoint file", path) from None
+    except Exception as err:
+        raise CheckpointError(f"{_named(path, key)}: cannot read a checkpoint ({type(err).__name__}: {err}); "
+                              "is the file complete, and a PyTorch .pyth?") from err
+    if not isinstance(ckpt, dict) or "model_state" not in ckpt:
+        raise CheckpointError(f"{_named(path, key)}: not a checkpoint (a dict with 'model_state')")
+    return ckpt
 
 
 def last_intact_checkpoint(output_dir: str) -> Tuple[Optional[str], Optional[dict]]:
@@ -222,16 +257,16 @@ def _strip_prefixes(name: str, prefixes) -> str:
     return name
 
 
-def load_model_state(model: nn.Module, state: dict, clear_name_patterns=()) -> "dict[str, list]":
-    """Shape-matched, non-strict loading of ``state`` into ``model`` (facts §8), logging what did not load.
+def match_model_state(model: nn.Module, state: dict, clear_name_patterns=()) -> "tuple[dict, dict[str, list]]":
+    """Which tensors of ``state`` fit ``model`` by name and shape (facts §8); nothing is loaded.
 
     ``module.`` prefixes (DDP) are removed from the checkpoint's names and the model is unwrapped.
 
     Returns:
-        ``{"loaded": [...], "shape_mismatch": [...], "unexpected": [...], "missing": [...]}`` (parameter names).
+        ``(matched, report)``: ``{model name: tensor}`` and ``{"loaded": [...], "shape_mismatch": [...],
+        "unexpected": [...], "missing": [...]}`` (parameter names).
     """
-    target = unwrap(model)
-    own = target.state_dict()
+    own = unwrap(model).state_dict()
     patterns = ("module.",) + tuple(clear_name_patterns)
     report = {"loaded": [], "shape_mismatch": [], "unexpected": [], "missing": []}
     matched = {}
@@ -240,17 +275,50 @@ def load_model_state(model: nn.Module, state: dict, clear_name_patterns=()) -> "
         if name not in own:
             report["unexpected"].append(name)
         elif tuple(own[name].shape) != tuple(value.shape):
-            report["shape_mismatch"].append(f"{name}: checkpoint {tuple(value.shape)} vs model {tuple(own[name].shape)}")
+            theirs, ours = tuple(value.shape), tuple(own[name].shape)
+            report["shape_mismatch"].append(f"{name}: checkpoint {theirs} vs model {ours}")
         else:
             matched[name] = value
             report["loaded"].append(name)
     report["missing"] = [k for k in own if k not in matched]
-    target.load_state_dict(matched, strict=False)
-    logger.info("Loaded %d/%d tensors of the model from the checkpoint", len(matched), len(own))
+    return matched, report
+
+
+def load_model_state(model: nn.Module, state: dict, clear_name_patterns=()) -> "dict[str, list]":
+    """Shape-matched, non-strict loading of ``state`` into ``model`` (facts §8), logging what did not load.
+
+    Returns:
+        :func:`match_model_state`'s report.
+    """
+    matched, report = match_model_state(model, state, clear_name_patterns)
+    unwrap(model).load_state_dict(matched, strict=False)
+    total = len(matched) + len(report["missing"])
+    logger.info("Loaded %d/%d tensors of the model from the checkpoint", len(matched), total)
     for kind in ("shape_mismatch", "unexpected", "missing"):
         if report[kind]:
             logger.warning("Not loaded (%s, %d): %s", kind, len(report[kind]), ", ".join(report[kind]))
     return report
+
+
+def check_fits_model(path: str, ckpt: dict, model: nn.Module, clear_name_patterns=(), key: str = "") -> None:
+    """Refuse a checkpoint that matches none of the model's tensors (faults-found #8); partial matches pass.
+
+    Raises:
+        CheckpointError: naming the file, the key, and a few names of each side.
+    """
+    _, report = match_model_state(model, ckpt["model_state"], clear_name_patterns)
+    if report["loaded"] or not report["missing"]:
+        return
+    theirs, ours = report["shape_mismatch"] + report["unexpected"], report["missing"]
+    raise CheckpointError(
+        f"{_named(path, key)}: none of its {len(theirs)} tensors fits one of the {len(ours)} tensors of the "
+        f"config's model (names or shapes differ): is it a checkpoint of another model? It holds "
+        f"{_first(theirs) or 'nothing'}; the model has {_first(ours)}"
+    )
+
+
+def _first(names: "list[str]", n: int = 4) -> str:
+    return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
 
 
 def load_checkpoint(
@@ -262,6 +330,7 @@ def load_checkpoint(
     clear_name_patterns=(),
     restore_rng: bool = False,
     ckpt: Optional[dict] = None,
+    key: str = "",
 ) -> int:
     """Load a checkpoint (ours or PySlowFast's ``.pyth``) into ``model`` and, unless ``epoch_reset``, the rest.
 
@@ -273,13 +342,20 @@ def load_checkpoint(
         clear_name_patterns: name prefixes to strip (``TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN``).
         restore_rng: restore the RNG state saved in the file (auto-resume).
         ckpt: the already-loaded dict.
+        key: the config key that named ``path`` (``TRAIN.CHECKPOINT_FILE_PATH``), quoted in errors.
 
     Returns:
         The 0-based epoch stored in the file, or -1 with ``epoch_reset`` or when it has none.
+
+    Raises:
+        FileNotFoundError, CheckpointError: see :func:`open_checkpoint` and :func:`check_fits_model`; nothing is
+        loaded then.
     """
-    ckpt = read_checkpoint(path) if ckpt is None else ckpt
-    if not isinstance(ckpt, dict) or "model_state" not in ckpt:
-        raise ValueError(f"{path} is not a checkpoint dict with 'model_state'")
+    if ckpt is None:
+        ckpt = open_checkpoint(path, key)
+    elif not isinstance(ckpt, dict) or "model_state" not in ckpt:
+        raise CheckpointError(f"{_named(path, key)}: not a checkpoint (a dict with 'model_state')")
+    check_fits_model(path, ckpt, model, clear_name_patterns, key)
     logger.info("Loading checkpoint %s", path)
     report = load_model_state(model, ckpt["model_state"], clear_name_patterns)
     if epoch_reset or "epoch" not in ckpt:

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from mtnet_plugin import data as mt_data
+from mtnet_plugin.models import build_model
 
-from .checkpoint import last_intact_checkpoint, load_checkpoint
+from .checkpoint import check_fits_model, last_intact_checkpoint, load_checkpoint, open_checkpoint
 from .common import build_model_on_device, loader_cfg, set_seed, to_device
 from .distributed import all_gather_objects, is_main_process
 from .logs import log_json_stats
@@ -189,14 +190,38 @@ def summarize(records: List[dict], num_classes: int, method: str = "sum", num_vi
     }
 
 
-def find_test_checkpoint(cfg) -> Optional[str]:
-    """The weights ``test`` loads, in PySlowFast's order (facts §5.1); None means random weights."""
+def test_checkpoint_source(cfg) -> "tuple[Optional[str], str]":
+    """The weights ``test`` loads, in PySlowFast's order (facts §5.1), and the config key that names them.
+
+    Returns:
+        ``(path, key)``: key ``TEST.CHECKPOINT_FILE_PATH``, ``""`` for the newest intact checkpoint of
+        ``OUTPUT_DIR``, or ``TRAIN.CHECKPOINT_FILE_PATH``; ``(None, "")`` means random weights.
+    """
     if cfg.TEST.CHECKPOINT_FILE_PATH:
-        return cfg.TEST.CHECKPOINT_FILE_PATH
+        return cfg.TEST.CHECKPOINT_FILE_PATH, "TEST.CHECKPOINT_FILE_PATH"
     path, _ = last_intact_checkpoint(cfg.OUTPUT_DIR)
     if path:
-        return path
-    return cfg.TRAIN.CHECKPOINT_FILE_PATH or None
+        return path, ""
+    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        return cfg.TRAIN.CHECKPOINT_FILE_PATH, "TRAIN.CHECKPOINT_FILE_PATH"
+    return None, ""
+
+
+def check_test_checkpoint(cfg) -> None:
+    """Refuse an unusable ``TEST.CHECKPOINT_FILE_PATH`` now, not after the training that ``test`` follows.
+
+    Raises:
+        FileNotFoundError, CheckpointError: naming the file and the key (faults-found #7, #8).
+    """
+    path = cfg.TEST.CHECKPOINT_FILE_PATH
+    if path:
+        check_fits_model(path, open_checkpoint(path, "TEST.CHECKPOINT_FILE_PATH"), build_model(cfg),
+                         tuple(cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN), "TEST.CHECKPOINT_FILE_PATH")
+
+
+def find_test_checkpoint(cfg) -> Optional[str]:
+    """The path of :func:`test_checkpoint_source`; None means random weights."""
+    return test_checkpoint_source(cfg)[0]
 
 
 def _write_results(cfg, results: dict, checkpoint: Optional[str]) -> dict:
@@ -218,10 +243,10 @@ def test(cfg) -> dict:
     """Multi-view test of ``cfg``'s test split; returns the results dict also written to ``test_results.json``."""
     set_seed(cfg.RNG_SEED)
     model, device = build_model_on_device(cfg, train=False)
-    checkpoint = find_test_checkpoint(cfg)
-    if checkpoint:
+    checkpoint, key = test_checkpoint_source(cfg)
+    if checkpoint:  # an unusable file is an error naming it and its key, before any data is read
         load_checkpoint(checkpoint, model, epoch_reset=True,
-                        clear_name_patterns=tuple(cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN))
+                        clear_name_patterns=tuple(cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN), key=key)
     else:
         logger.warning("!" * 80)
         logger.warning("NO CHECKPOINT: testing a RANDOMLY INITIALISED model (set TEST.CHECKPOINT_FILE_PATH). "

@@ -13,7 +13,7 @@ from mtnet_plugin.models.build import model_name_from_config
 from .checkpoint import checkpoint_dir
 from .common import save_config
 from .distributed import is_main_process, launch, launch_rank
-from .evaluate import RESULTS_FILE, test
+from .evaluate import RESULTS_FILE, check_test_checkpoint, test
 from .logs import JSON_STATS_FILE, setup_logging
 from .plots import CONFUSION_FILE, CURVES_FILE
 from .trainer import train
@@ -24,8 +24,9 @@ logger = logging.getLogger(__name__)
 def _train_then_test(cfg) -> dict:
     """Run in every process: ``train`` when TRAIN.ENABLE, then ``test`` when TEST.ENABLE."""
     out = {}
-    if cfg.TRAIN.ENABLE and cfg.TEST.ENABLE:
-        mt_data.build_dataset(cfg, "test")  # a broken test list fails now, not after the training it follows
+    if cfg.TRAIN.ENABLE and cfg.TEST.ENABLE:  # what test() needs fails now, not after the training it follows
+        check_test_checkpoint(cfg)
+        mt_data.build_dataset(cfg, "test")
     if cfg.TRAIN.ENABLE:
         out["train"] = train(cfg)
     if cfg.TEST.ENABLE:

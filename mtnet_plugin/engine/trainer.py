@@ -111,7 +111,7 @@ class Trainer:
             epoch = load_checkpoint(
                 cfg.TRAIN.CHECKPOINT_FILE_PATH, self.model, self.optimizer, self.scaler,
                 epoch_reset=cfg.TRAIN.CHECKPOINT_EPOCH_RESET,
-                clear_name_patterns=tuple(cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN),
+                clear_name_patterns=tuple(cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN), key="TRAIN.CHECKPOINT_FILE_PATH",
             )
             return epoch + 1
         return 0
