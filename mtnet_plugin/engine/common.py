@@ -1,7 +1,8 @@
-"""Set-up shared by training and testing: seeds, model on its device, config dump, batch transfer."""
+"""Set-up shared by training and testing: seeds, model on its device, config dump, batch transfer, CLI pairs."""
 import logging
 import os
 import random
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -31,6 +32,26 @@ def save_config(cfg, output_dir: str, name: str = CONFIG_FILE, force: bool = Fal
         with open(path, "w") as f:
             f.write(cfg.dump())
     return path
+
+
+def parse_pair(text: str, what: str, example: str) -> Tuple[int, int]:
+    """``"10x3"`` -> ``(10, 3)``: two positive integers joined by ``x`` or ``X`` (CLI sizes such as views, input).
+
+    Args:
+        text: the value given.
+        what: its name in errors, e.g. ``"views"``.
+        example: a valid value and its meaning in errors, e.g. ``"'10x3' (clips x crops)"``.
+
+    Raises:
+        ValueError: not two positive integers joined by ``x``.
+    """
+    try:
+        first, second = (int(p) for p in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{what} must look like {example}, got {text!r}") from None
+    if first < 1 or second < 1:
+        raise ValueError(f"{what} must be positive, got {text!r}")
+    return first, second
 
 
 def count_params(model: nn.Module) -> int:

@@ -27,6 +27,7 @@ from torch import nn
 from mtnet_plugin.data import VideoDecodeError, probe_video
 
 from .checkpoint import read_checkpoint
+from .common import parse_pair
 from .predict import CfgLike, VideoFilesDataset, inference_cfg, load_trained_model, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -38,14 +39,7 @@ ONNX_EXPORTERS = ("dynamo", "legacy")
 
 def parse_input(text: str) -> Tuple[int, int]:
     """``"16x256"`` -> ``(T, S)``: frames and square crop side."""
-    parts = str(text).lower().split("x")
-    try:
-        frames, side = (int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"input must look like '16x256' (frames x crop), got {text!r}") from None
-    if frames < 1 or side < 1:
-        raise ValueError(f"input must be positive, got {text!r}")
-    return frames, side
+    return parse_pair(text, "input", "'16x256' (frames x crop)")
 
 
 def real_clip(cfg, video: str, frames: int, side: int) -> torch.Tensor:

@@ -32,6 +32,7 @@ from mtnet_plugin.models import MODEL_REGISTRY, build_model, registered_names
 from mtnet_plugin.models.build import model_name_from_config
 
 from .checkpoint import load_model_state, read_checkpoint
+from .common import parse_pair
 from .distributed import device_for
 from .evaluate import find_test_checkpoint, predict as predict_views, video_scores
 
@@ -46,14 +47,7 @@ def parse_views(views: str) -> Tuple[int, int]:
     Raises:
         ValueError: not two positive integers joined by ``x``.
     """
-    parts = str(views).lower().split("x")
-    try:
-        clips, crops = (int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"views must look like '10x3' (clips x crops), got {views!r}") from None
-    if clips < 1 or crops < 1:
-        raise ValueError(f"views must be positive, got {views!r}")
-    return clips, crops
+    return parse_pair(views, "views", "'10x3' (clips x crops)")
 
 
 def _cfg_from_text(text: str, opts: Sequence[str]) -> CfgNode:
