@@ -161,9 +161,6 @@ def _start_with_checkpoint(tmp_path, split, path):
     return err.value
 
 
-@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
-                   reason="faults-found #7: a truncated / non-checkpoint file gives 'OSError: [Errno 22] Invalid "
-                          "argument' or 'IndexError: pop from empty list', naming neither file nor key")
 @pytest.mark.parametrize("kind", ["missing", "truncated", "not_a_checkpoint"])
 @pytest.mark.parametrize("split", ["TRAIN", "TEST"])
 def test_unreadable_checkpoint_file_is_named_with_its_key_at_start(checkpoints, tmp_path, no_data_reads, split,
@@ -175,9 +172,6 @@ def test_unreadable_checkpoint_file_is_named_with_its_key_at_start(checkpoints, 
                                f"{split}.CHECKPOINT_FILE_PATH")
 
 
-@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
-                   reason="faults-found #8: a checkpoint matching none of the model's tensors is loaded with a "
-                          "warning; training / testing goes on from random weights")
 @pytest.mark.parametrize("split", ["TRAIN", "TEST"])
 def test_checkpoint_of_another_model_is_refused_at_start(checkpoints, tmp_path, no_data_reads, split):
     err = _start_with_checkpoint(tmp_path, split, checkpoints["other_model"])
