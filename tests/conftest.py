@@ -3,6 +3,12 @@ import os
 
 import numpy as np
 import pytest
+import torch
+
+# Tests use tiny tensors, for which one intra-op thread is fastest and two compete with the other test
+# process on a 2-core CI machine; subprocesses (run_net, torchrun) inherit the setting through the environment.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 from mtnet_plugin.data.video_io import write_video
 
