@@ -6,9 +6,13 @@ checkpointer, evaluator, curve plotter.
 """
 import logging
 import time
+import warnings
 
 import torch
-from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
+
+with warnings.catch_warnings():  # importing fvcore.nn scripts its focal loss: torch's deprecation, on every start
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
 
 from mtnet_plugin import data as mt_data
 
