@@ -174,3 +174,13 @@ def test_cli_takes_sampling_prefix_and_classes_from_a_run_config(planted, tmp_pa
     status = cli.main([str(listing), "--cfg", cfg_file, "--workers", "0", "--num-frames", "1", "--sampling-rate",
                        "1", "--json", str(report_file)])
     assert [b["kind"] for b in json.loads(report_file.read_text())["bad"]] == ["malformed"]
+
+
+def test_byte_order_mark_and_crlf_line_ends_are_not_part_of_the_path(planted, tmp_path):
+    folder, _, bad = planted
+    listing = tmp_path / "excel.csv"
+    good = os.path.join(folder, "good_0.mp4")
+    listing.write_bytes(f"\ufeff{good} 0\r\n{bad['empty']} 1\r\n".encode("utf-8"))
+    report = run_check([str(listing)], write_clean=str(tmp_path / "clean.csv"))
+    assert [(b["line"], b["path"], b["kind"]) for b in report["bad"]] == [(2, bad["empty"], "empty")]
+    assert (tmp_path / "clean.csv").read_text() == f"{good} 0\n"

@@ -122,6 +122,15 @@ shutil.disk_usage = lambda path: shutil._ntuple_diskusage(LIMIT * 100, LIMIT * 9
 """
 
 
+# The disk fills up during the run: the start-up check saw room, then no file may grow past LIMIT.
+FILLS_UP = """
+LIMIT = {limit}
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
+shutil.disk_usage = lambda path: shutil._ntuple_diskusage(1 << 40, 1 << 30, 1 << 39)
+"""
+
+
 def _run_driver(tmp_path, cfg_path, patch, timeout=240):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER_HEAD.format(cfg=cfg_path, tools=os.path.join(ROOT, "tools")) + patch + DRIVER_TAIL)
@@ -246,3 +255,19 @@ def test_full_output_dir_fails_at_start_naming_it(data_dir, tmp_path):
                                "an epoch was trained before the full OUTPUT_DIR was noticed:\n" + seen[-3000:])
     fault_files.expect_handled(any(out in line for line in seen.splitlines()[-5:]),
                                "the error does not name OUTPUT_DIR:\n" + seen[-3000:])
+
+
+@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
+                   reason="faults-found #10: a checkpoint write that fails mid-run ends with 'OSError: [Errno 27] "
+                          "File too large' / 'enforce fail at inline_container.cc', naming no file")
+def test_disk_filling_up_during_the_run_stops_naming_the_checkpoint(data_dir, tmp_path):
+    out = str(tmp_path / "out")
+    cfg_path = _yaml(tmp_path, data_dir, out)
+    proc = _run_driver(tmp_path, cfg_path, FILLS_UP.format(limit=48 * 1024))  # a checkpoint is ~110 KiB
+    seen = proc.stdout + proc.stderr
+    assert proc.returncode not in (0, -signal.SIGKILL), seen[-3000:]
+    assert "train_epoch" in seen  # the start-up check passed: the write itself fails
+    assert os.listdir(os.path.join(out, "checkpoints")) == [], "a partial checkpoint was left behind"
+    last = "\n".join(seen.splitlines()[-3:])
+    fault_files.expect_handled(checkpoint_path(out, 0) in last or os.path.join(out, "checkpoints") in last,
+                               "the error does not name the checkpoint it could not write:\n" + seen[-3000:])

@@ -101,6 +101,24 @@ def test_only_broken_train_files_stop_with_their_names(dirty, tmp_path):
     assert list_checkpoints(cfg.OUTPUT_DIR) == []
 
 
+@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
+                   reason="faults-found #9: a UTF-8 byte-order mark stays in the first path, so the first video "
+                          "is 'not found' and silently replaced")
+def test_list_saved_with_byte_order_mark_and_crlf_loads_every_video(dirty, tmp_path):
+    """Lists exported by Excel start with a UTF-8 BOM and end lines with CRLF."""
+    folder, _ = dirty
+    good = [os.path.join(folder, "videos", f"good_{i}.mp4") for i in range(4)]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_bytes(("\ufeff" + "".join(f"{p} {i % 2}\r\n" for i, p in enumerate(good)))
+                                     .encode("utf-8"))
+    cfg = _cfg(tmp_path, str(data), SOLVER={"MAX_EPOCH": 1}, TRAIN={"EVAL_PERIOD": 100})
+    train(cfg)
+    (stats,) = [s for s in read_json_stats(os.path.join(cfg.OUTPUT_DIR, "json_stats.log"))
+                if s["_type"] == "train_epoch"]
+    fault_files.expect_handled(stats["data_failures"] == 0, f"videos failed: {stats['data_failure_paths']}")
+
+
 MALFORMED = {
     "no_label": "{video}",
     "non_integer_label": "{video} walking",

@@ -152,6 +152,8 @@ def read_list_lines(list_file: str, *, separator: str = " ", prefix: str = "",
     with g_pathmgr.open(list_file, "r") as f:
         for number, raw in enumerate(f, start=1):
             text = raw.rstrip("\r\n")
+            if number == 1:
+                text = text.lstrip("\ufeff")  # a byte-order mark (lists saved by Excel) is not part of the path
             if not text.strip():
                 continue
             try:
@@ -264,6 +266,8 @@ def write_clean_list(list_file: str, bad: Iterable[dict], out_file: str) -> int:
     with g_pathmgr.open(list_file, "r") as f:
         for number, raw in enumerate(f, start=1):
             text = raw.rstrip("\r\n")
+            if number == 1:
+                text = text.lstrip("\ufeff")
             if text.strip() and number not in drop:
                 kept.append(text)
     folder = os.path.dirname(out_file)
