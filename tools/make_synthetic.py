@@ -9,6 +9,7 @@ test.csv (``path label`` lines, paths absolute unless --relative), classes.txt a
 """
 import argparse
 import logging
+import sys
 
 from tqdm import tqdm
 
@@ -43,8 +44,11 @@ def main(argv=None) -> None:
     spec = SyntheticSpec(num_classes=args.classes, num_train=args.train, num_val=args.val, num_test=args.test,
                          frames=args.frames, height=args.size, width=args.width, fps=args.fps, seed=args.seed,
                          noise_std=args.noise, max_distractors=args.distractors, relative_paths=args.relative)
-    with tqdm(total=spec.num_videos, unit="video", desc="synthetic") as bar:
-        out = generate_synthetic_dataset(args.out_dir, spec, progress=lambda done, total: bar.update(1))
+    try:
+        with tqdm(total=spec.num_videos, unit="video", desc="synthetic") as bar:
+            out = generate_synthetic_dataset(args.out_dir, spec, progress=lambda done, total: bar.update(1))
+    except (FileExistsError, ValueError) as e:
+        sys.exit(f"make_synthetic: {e}")
     print(f"Wrote {spec.num_videos} videos and train.csv, val.csv, test.csv, classes.txt, metadata.json to {out}")
 
 

@@ -26,7 +26,7 @@ def add_synthetic_config(cfg: CfgNode) -> CfgNode:
         # Frames per video; the class timings are in seconds, so keep FRAMES / FPS >= about 1.1 s.
         "FRAMES": 48,
         # Frame height in pixels; WIDTH 0 means round(4 * SIZE / 3) rounded to even (landscape, like Kinetics).
-        "SIZE": 64,
+        "SIZE": 32,
         "WIDTH": 0,
         # Frame rate stored in the files (and the one the class timings are converted with).
         "FPS": 30,

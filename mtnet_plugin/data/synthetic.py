@@ -43,6 +43,11 @@ GENERATOR_VERSION = 1
 
 _FAST, _MEDIUM, _SLOW = (0.10, 0.17), (0.23, 0.30), (0.43, 0.60)
 _NO_PAUSE, _PAUSE = (0.0, 0.0), (0.33, 0.53)
+# Appearance ranges shared by all classes, as fractions of the frame height (stroke: of the shorter side).
+_ACTOR_RADIUS = (0.12, 0.18)
+_STROKE_LENGTH = (0.4, 0.7)
+_DISTRACTOR_RADIUS = (0.03, 0.06)
+_DISTRACTOR_SPEED = (0.1, 0.9)  # frame heights per second
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +92,7 @@ class SyntheticSpec:
     num_val: int = 20
     num_test: int = 25
     frames: int = 48
-    height: int = 64
+    height: int = 32
     width: int = 0
     fps: int = 30
     seed: int = 0
@@ -188,7 +193,7 @@ def _paint(canvas: np.ndarray, cy: np.ndarray, cx: np.ndarray, radius: float, sh
 def _distractor_track(rng: np.random.Generator, spec: SyntheticSpec, radius: float) -> Tuple[np.ndarray, np.ndarray]:
     """Positions (T,), (T,) of an object drifting at a constant random velocity and bouncing off the borders."""
     h, w = spec.height, spec.width
-    speed = rng.uniform(0.1, 0.9) * h / spec.fps  # pixels per frame
+    speed = rng.uniform(*_DISTRACTOR_SPEED) * h / spec.fps  # pixels per frame
     angle = rng.uniform(0, 2 * np.pi)
     out = []
     for size, start, v in ((h, rng.uniform(radius, h - radius), speed * np.sin(angle)),
@@ -211,14 +216,16 @@ def render_clip(rng: np.random.Generator, spec: SyntheticSpec, label: int) -> np
     canvas = np.repeat(bg[None], t, axis=0)
     # Distractors first (behind the actor): small, class-independent constant drift.
     for _ in range(int(rng.integers(0, spec.max_distractors + 1))):
-        r = rng.uniform(0.03, 0.06) * h
+        r = rng.uniform(*_DISTRACTOR_RADIUS) * h
         cy, cx = _distractor_track(rng, spec, r)
         _paint(canvas, cy, cx, r, int(rng.integers(3)), _contrasting_colour(rng, bg.mean((0, 1)), 60.0))
     # The actor: its appearance and path are class-independent, only its timing is the class.
-    r = rng.uniform(0.08, 0.13) * h
-    length = rng.uniform(0.3, 0.55) * min(h, w)
+    r = rng.uniform(*_ACTOR_RADIUS) * h
+    length = rng.uniform(*_STROKE_LENGTH) * min(h, w)
     angle = rng.uniform(0, 2 * np.pi)
     dy, dx = length * np.sin(angle), length * np.cos(angle)
+    fit = min(1.0, (h - 2 * r) / max(abs(dy), 1e-6), (w - 2 * r) / max(abs(dx), 1e-6))  # keep both ends inside
+    dy, dx = dy * fit, dx * fit
     y_a = rng.uniform(r + max(0.0, -dy), h - r - max(0.0, dy))
     x_a = rng.uniform(r + max(0.0, -dx), w - r - max(0.0, dx))
     stroke = rng.uniform(*motion.stroke_s) * spec.fps
