@@ -192,3 +192,24 @@ def test_checkpoint_matching_no_tensor_is_refused_partial_matches_load(tmp_path,
         assert ck.load_checkpoint("one.pyth", target, ckpt={"model_state": {"conv.weight": net.conv.weight}}) == -1
     torch.testing.assert_close(target.conv.weight, net.conv.weight)
     assert any("missing" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                   RuntimeError("[enforce fail at inline_container.cc:672] .\nunexpected pos 52544")])
+def test_failed_checkpoint_write_names_the_file_and_leaves_nothing(tmp_path, monkeypatch, error):
+    cfg = get_cfg()
+    net, opt = _trained()
+
+    def failing_save(obj, f):
+        f.write(b"the first bytes")
+        raise error
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError) as err:
+        ck.save_checkpoint(str(tmp_path), net, opt, 0, cfg)
+    message = str(err.value)
+    assert err.value.filename == ck.checkpoint_path(str(tmp_path), 0) and err.value.filename in message
+    assert err.value.errno == (28 if isinstance(error, OSError) else 5)  # ENOSPC kept, else EIO
+    assert "\n" not in message and "bytes free in" in message and "TRAIN.AUTO_RESUME" in message
+    assert err.value.__cause__ is error
+    assert os.listdir(ck.checkpoint_dir(str(tmp_path))) == []

@@ -147,25 +147,36 @@ def set_rng_state(state: dict) -> None:
 _PARTIAL_PREFIX, _PARTIAL_SUFFIX = ".tmp_", ".pyth.partial"
 
 
-def atomic_save(obj, path: str) -> None:
+def atomic_save(obj, path: str, hint: str = "") -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace`` (never a partial file).
 
     The temporary file is created with mode ``0o666 & ~umask``, like a plain ``torch.save``.
+
+    Args:
+        obj: what to save.
+        path: the file to write.
+        hint: what the user can do when the write fails, appended to the error.
+
+    Raises:
+        OSError: the write failed (full disk, quota, I/O error); the message names ``path``, the free space in its
+            folder and ``hint`` (faults-found #10). Nothing is left behind.
     """
     folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f"{_PARTIAL_PREFIX}{os.getpid()}_{uuid.uuid4().hex}{_PARTIAL_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise
+        if not isinstance(err, (OSError, RuntimeError)):  # interrupts, pickling bugs: as they are
+            raise
+        raise _write_error(err, path, folder, hint) from err
     try:  # make the rename itself durable
         dir_fd = os.open(folder, os.O_RDONLY)
         try:
@@ -174,6 +185,18 @@ def atomic_save(obj, path: str) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _write_error(err: Exception, path: str, folder: str, hint: str) -> OSError:
+    """An ``OSError`` naming the file that could not be written, on one line (torch's errors span several)."""
+    code = err.errno if isinstance(err, OSError) and err.errno else errno.EIO
+    cause = " ".join(f"{type(err).__name__}: {err}".split())
+    try:
+        free = f"{shutil.disk_usage(folder).free:,} bytes free in {folder}"
+    except OSError:
+        free = f"{folder} not accessible"
+    message = f"could not write checkpoint ({cause[:300]}); {free}" + (f"; {hint}" if hint else "")
+    return OSError(code, message, path)
 
 
 def remove_partial_writes(output_dir: str) -> "list[str]":
@@ -245,7 +268,8 @@ def save_checkpoint(
     if multigrid_phase is not None:
         state["multigrid_phase"] = int(multigrid_phase)
     path = checkpoint_path(output_dir, cur_epoch, cfg.get("TASK", ""))
-    atomic_save(state, path)
+    atomic_save(state, path, hint=f"free space there and rerun: with TRAIN.AUTO_RESUME True the run continues from "
+                                  f"the newest checkpoint in {checkpoint_dir(output_dir)}")
     logger.info("Saved checkpoint %s", path)
     return path
 
