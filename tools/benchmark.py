@@ -31,7 +31,8 @@ def parse_args(argv=None):
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak memory")
     p.add_argument("--json", default=None, help="write the report as json to this file")
     p.add_argument("--loader", action="store_true", help="also benchmark the train loader vs the first model")
-    p.add_argument("--loader-batches", dest="loader_batches", type=int, default=4)
+    p.add_argument("--loader-batches", dest="loader_batches", type=int, default=8,
+                   help="timed batches per loader setting (default 8)")
     p.add_argument("--videos", type=int, default=4, help="generated 320p H.264 videos for --loader")
     p.add_argument("--data-dir", dest="data_dir", default=None, help="use this train.csv instead")
     p.add_argument("--compile", action="store_true", help="torch.compile every model (eager is the default)")

@@ -468,7 +468,7 @@ def format_loader(res: Dict[str, Any]) -> List[str]:
 def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequence[str] = (),
               input: Optional[str] = None, batch: int = 1, threads: Optional[int] = None, repeats: int = 3,
               warmup: int = 1, device: Optional[str] = None, no_amp: bool = False, parts: bool = True,
-              memory: bool = True, json: Optional[str] = None, loader: bool = False, loader_batches: int = 4,
+              memory: bool = True, json: Optional[str] = None, loader: bool = False, loader_batches: int = 8,
               videos: int = 4, data_dir: Optional[str] = None, loader_only: bool = False,
               compile: bool = False, quiet: bool = False) -> Dict[str, Any]:
     """What ``tools/benchmark.py`` runs: build the models, measure, print the tables, write the json.
@@ -514,7 +514,7 @@ def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequ
     if not built:
         raise ValueError("nothing to benchmark: give --models NAME ... and/or --cfg FILE ...")
     if compile:
-        built = {k: (torch.compile(m), native) for k, (m, native) in built.items()}
+        built = {k: (torch.compile(m, dynamic=False), native) for k, (m, native) in built.items()}
         parts = False
     amp_modes = None if not no_amp else (False,)
     if loader and loader_only:
