@@ -257,9 +257,6 @@ def test_full_output_dir_fails_at_start_naming_it(data_dir, tmp_path):
                                "the error does not name OUTPUT_DIR:\n" + seen[-3000:])
 
 
-@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
-                   reason="faults-found #10: a checkpoint write that fails mid-run ends with 'OSError: [Errno 27] "
-                          "File too large' / 'enforce fail at inline_container.cc', naming no file")
 def test_disk_filling_up_during_the_run_stops_naming_the_checkpoint(data_dir, tmp_path):
     out = str(tmp_path / "out")
     cfg_path = _yaml(tmp_path, data_dir, out)
