@@ -184,3 +184,12 @@ def test_byte_order_mark_and_crlf_line_ends_are_not_part_of_the_path(planted, tm
     report = run_check([str(listing)], write_clean=str(tmp_path / "clean.csv"))
     assert [(b["line"], b["path"], b["kind"]) for b in report["bad"]] == [(2, bad["empty"], "empty")]
     assert (tmp_path / "clean.csv").read_text() == f"{good} 0\n"
+
+
+def test_cli_missing_list_is_a_one_line_error(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("check_videos_cli", TOOL)
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.main([str(tmp_path / "nope.csv"), "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"check_videos: error: video list not found: {tmp_path / 'nope.csv'}"

@@ -8,7 +8,7 @@
 Each file is opened with the runtime's own decoder and reported when it is missing, empty, undecodable
 (truncated, not a video), audio-only, shorter than one clip at the configured sampling, or (with --expect-size /
 --min-short-side) of an unexpected resolution; malformed list lines are reported too. The exit status is 1 when
-anything is bad. --write-clean writes the list(s) without the bad lines (a file for one list, a folder for several).
+anything is bad, 2 when a list cannot be read. --write-clean writes the list(s) without the bad lines (a file for one list, a folder for several).
 """
 import argparse
 import logging
@@ -64,8 +64,12 @@ def main(argv=None) -> int:
     for key, value in (("separator", args.sep), ("prefix", args.prefix), ("num_classes", args.num_classes)):
         if value is not None:
             kwargs[key] = value
-    report = run_check(args.lists, json_file=args.json_file, write_clean=args.write_clean, workers=args.workers,
-                       progress=not args.no_progress and sys.stderr.isatty(), **kwargs)
+    try:
+        report = run_check(args.lists, json_file=args.json_file, write_clean=args.write_clean, workers=args.workers,
+                           progress=not args.no_progress and sys.stderr.isatty(), **kwargs)
+    except (FileNotFoundError, ValueError) as e:  # a missing list, clashing --write-clean names
+        print(f"check_videos: error: {e}", file=sys.stderr)
+        return 2
     print(format_report(report))
     return 1 if report["bad"] else 0
 
