@@ -103,9 +103,11 @@ def test_loader_report_compares_clip_rates(make_video_list):
 def test_write_benchmark_videos_has_the_short_side(tmp_path):
     from mtnet_plugin.data import probe_video
 
-    bm.write_benchmark_videos(str(tmp_path), num_videos=1, short_side=64, num_frames=3)
+    bm.write_benchmark_videos(str(tmp_path), num_videos=1, short_side=64, num_frames=3, list_length=3)
     with open(tmp_path / "train.csv") as f:
-        path, label = f.read().split()
+        lines = f.read().splitlines()
+    assert len(lines) == 3 and len(set(lines)) == 1  # one video listed three times: one long epoch
+    path, label = lines[0].split()
     info = probe_video(path)
     assert (min(info.height, info.width), max(info.height, info.width)) == (64, 86) and label == "0"
 

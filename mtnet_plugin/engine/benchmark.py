@@ -358,8 +358,11 @@ def _load(v: Optional[Sequence[float]]) -> str:
 
 # -------------------------------------------------------------------------------------------- loader
 def write_benchmark_videos(directory: str, *, num_videos: int = 4, short_side: int = 320, num_frames: int = 96,
-                           fps: int = 30, num_classes: int = 2) -> str:
-    """Write H.264 videos with the given short side (4:3) and ``train.csv`` into directory; returns it."""
+                           fps: int = 30, num_classes: int = 2, list_length: int = 0) -> str:
+    """Write H.264 videos with the given short side (4:3) and ``train.csv`` into directory; returns it.
+
+    ``list_length`` > num_videos lists the videos cyclically that many times, so that one epoch of the
+    loader spans the whole measurement (a new epoch restarts the worker processes)."""
     import numpy as np
 
     from mtnet_plugin.data.video_io import write_video
@@ -378,6 +381,7 @@ def write_benchmark_videos(directory: str, *, num_videos: int = 4, short_side: i
         path = os.path.join(directory, f"bench_{i:03d}.mp4")
         write_video(path, frames, fps=fps)
         lines.append(f"{path} {i % num_classes}")
+    lines = [lines[i % len(lines)] for i in range(max(list_length, len(lines)))]
     with open(os.path.join(directory, "train.csv"), "w") as f:
         f.write("\n".join(lines) + "\n")
     return directory
@@ -537,7 +541,8 @@ def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequ
             if data_dir is None:
                 frames = int(c.DATA.NUM_FRAMES) * int(c.DATA.SAMPLING_RATE) + 16
                 say(f"writing {videos} H.264 videos, short side 320, {frames} frames, to {tmp}")
-                write_benchmark_videos(tmp, num_videos=videos, num_frames=frames, fps=int(c.DATA.TARGET_FPS))
+                write_benchmark_videos(tmp, num_videos=videos, num_frames=frames, fps=int(c.DATA.TARGET_FPS),
+                                       list_length=(loader_batches + 2) * batch)
             c.DATA.PATH_TO_DATA_DIR = data_dir or tmp
             report["loader"] = run_loader_benchmark(c, model.cpu(), batches=loader_batches, progress=say)
     text = format_report(report)
