@@ -3,6 +3,14 @@
 Importing this package registers ``X3D`` and ``MTNet`` in ``MODEL_REGISTRY`` and ``X3DHead`` in
 ``HEAD_REGISTRY`` (each registering module is imported below; an ImportError propagates).
 """
+import warnings
+
+with warnings.catch_warnings():
+    # fvcore.nn's first import scripts its focal loss, and torch deprecates torch.jit.script: a FutureWarning
+    # users would see on every start. Import it once here, quietly; other warnings are untouched.
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    import fvcore.nn  # noqa: F401
+
 from . import heads  # noqa: F401  (registers X3DHead)
 from . import x3d  # noqa: F401  (registers X3D)
 from . import mtnet  # noqa: F401  (registers MTNet)
