@@ -3,6 +3,12 @@ Recognition in Videos", IJCNN 2021; SoftPool itself is Stergiou, Poppe & Kalliat
 downsampling with SoftPool", ICCV 2021 (arXiv:2101.00440).
 
 Shape legend: x is (N, C, T, H, W); H' = ceil(H / 2), W' = ceil(W / 2), T2 = ceil(T / 2).
+
+Three execution paths give the same values within float rounding (tests compare them, with gradients):
+eager without autograd, element-wise ops over the window elements' strided views; eager with autograd,
+the same inside an autograd Function with the closed-form backward; under ``torch.jit.trace``,
+``torch.compile`` and ``torch.export`` (strict), plain pooling-kernel ops that export to ONNX and that the
+FLOP counter prices (docs/benchmarks.md has the timings).
 """
 from typing import List, Tuple
 
