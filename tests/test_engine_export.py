@@ -108,6 +108,7 @@ def test_legacy_onnx_exporter_matches_eager(exported, tmp_path):
     assert max(entry["max_abs_diff"].values()) <= ATOL
 
 
+@pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="onnx (the 'export' extra) not installed")
 def test_report_without_onnxruntime_marks_onnx_unchecked(tmp_path, monkeypatch):
     import sys
 
