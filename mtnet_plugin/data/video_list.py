@@ -8,7 +8,7 @@ fields is an error at load time that names ``file:line``. Files are read through
 """
 import os
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 from iopath.common.file_io import g_pathmgr
 
@@ -58,6 +58,26 @@ def parse_line(line: str, separator: str, prefix: str, num_classes: Optional[int
     return VideoEntry(os.path.join(prefix, path), label, where)
 
 
+def iter_list_lines(path: str, missing_hint: str = "") -> Iterator[Tuple[int, str]]:
+    """Yield ``(line_number, text)`` for every non-blank line of a list file (local path or iopath URI).
+
+    Line ends (LF or CRLF) are dropped, and so is a UTF-8 byte-order mark at the start of the file, which
+    spreadsheet programs write into "CSV UTF-8" files and which would otherwise stick to the first path.
+
+    Raises:
+        FileNotFoundError: the list does not exist (``missing_hint`` is appended to the message).
+    """
+    if not g_pathmgr.exists(path):
+        raise FileNotFoundError(f"video list not found: {path}{missing_hint}")
+    with g_pathmgr.open(path, "r") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.rstrip("\r\n")
+            if number == 1:
+                line = line.lstrip("\ufeff")
+            if line.strip():
+                yield number, line
+
+
 def read_video_list(path: str, *, separator: str = " ", prefix: str = "",
                     num_classes: Optional[int] = None) -> List[VideoEntry]:
     """Read and check a whole list file.
@@ -72,15 +92,10 @@ def read_video_list(path: str, *, separator: str = " ", prefix: str = "",
         FileNotFoundError: the list does not exist.
         VideoListError: a malformed line (``file:line`` in the message), or a list without any entry.
     """
-    if not g_pathmgr.exists(path):
-        raise FileNotFoundError(f"video list not found: {path} (DATA.PATH_TO_DATA_DIR)")
-    entries = []
-    with g_pathmgr.open(path, "r") as f:
-        for number, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            entries.append(parse_line(line, separator, prefix, num_classes, f"{path}:{number}"))
+    entries = [
+        parse_line(line, separator, prefix, num_classes, f"{path}:{number}")
+        for number, line in iter_list_lines(path, " (DATA.PATH_TO_DATA_DIR)")
+    ]
     if not entries:
         raise VideoListError(f"{path}: the list holds no videos")
     return entries
