@@ -173,7 +173,7 @@ def test_malformed_val_or_test_list_fails_before_training(dirty, tmp_path, split
 
 
 DRIVER = """
-import os, sys
+import os, sys, time
 sys.argv = ["run_net.py", "--cfg", {cfg!r}]
 import mtnet_plugin.data.kinetics as kinetics
 
@@ -181,9 +181,11 @@ _Reader = kinetics.VideoReader
 
 
 class DyingReader(_Reader):
-    # A decoder that takes its whole process down (as a segfault in FFmpeg would) on one file.
+    # A decoder that takes its whole process down (as a segfault in FFmpeg would) on one file. The pause lets the
+    # worker's queue thread finish sending the batch before (a death in mid-send is faults-found #11).
     def __init__(self, path, **kw):
         if path.endswith("poison.mp4"):
+            time.sleep({pause})
             os._exit(3)
         super().__init__(path, **kw)
 
@@ -209,7 +211,7 @@ def test_loader_worker_death_names_the_sample(dirty, tmp_path, split):
         str(data), str(tmp_path / "out"), DATA_LOADER={"NUM_WORKERS": 1}, SOLVER={"MAX_EPOCH": 1},
         TRAIN={"BATCH_SIZE": 2, "ENABLE": split != "test"}, TEST={"ENABLE": split == "test"}))
     driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER.format(cfg=cfg, tools=os.path.join(ROOT, "tools")))
+    driver.write_text(DRIVER.format(cfg=cfg, tools=os.path.join(ROOT, "tools"), pause=1.0))
     proc = subprocess.run([sys.executable, str(driver)], capture_output=True, text=True, timeout=180,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     seen = proc.stdout + proc.stderr
