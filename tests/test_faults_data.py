@@ -101,9 +101,6 @@ def test_only_broken_train_files_stop_with_their_names(dirty, tmp_path):
     assert list_checkpoints(cfg.OUTPUT_DIR) == []
 
 
-@pytest.mark.xfail(strict=True, raises=fault_files.FaultNotHandled,
-                   reason="faults-found #9: a UTF-8 byte-order mark stays in the first path, so the first video "
-                          "is 'not found' and silently replaced")
 def test_list_saved_with_byte_order_mark_and_crlf_loads_every_video(dirty, tmp_path):
     """Lists exported by Excel start with a UTF-8 BOM and end lines with CRLF."""
     folder, _ = dirty
