@@ -40,6 +40,11 @@ def test_report_has_the_documented_keys_and_consistent_ratios(tiny_models):
     m, x = res["models"]["MTNet_T"], res["models"]["X3D_T"]
     assert pair["ratio_fwd_bwd"] == pytest.approx(m["fwd_bwd_ms"] / x["fwd_bwd_ms"])
     assert pair["ratio_fwd"] == pytest.approx(m["fwd_ms"] / x["fwd_ms"])
+    # The public layout: top-level models / pairs are the primary (fp32) run's.
+    assert set(report["models"]) == set(tiny_models) and set(report["pairs"]) == {"MTNet_T/X3D_T"}
+    assert {"fwd_ms", "fwd_bwd_ms", "peak_mem_mb"} <= set(report["models"]["MTNet_T"])
+    assert report["models"] == res["models"] and report["pairs"] == res["pairs"]
+    assert json.loads(json.dumps(report))["models"]["MTNet_T"]["fwd_ms"] == m["fwd_ms"]
     # Interleaved: the measured (non warm-up) steps alternate between the models.
     order = [line.split()[3] for line in lines if " rep " in line and "warm-up" not in line and "fwd:" in line]
     assert order == ["MTNet_T", "X3D_T", "MTNet_T", "X3D_T"]
@@ -124,3 +129,8 @@ def test_cli_writes_json(tmp_path):
     assert set(models) == {"MTNet_XS", "X3D_XS"} and all(models[k]["fwd_bwd_ms"] > 0 for k in models)
     assert report["results"]["fp32"]["pairs"]["MTNet_XS/X3D_XS"]["ratio_fwd_bwd"] > 0
     assert "| MTNet_XS/X3D_XS |" in proc.stdout
+    # The public API: per model fwd_ms / fwd_bwd_ms / peak_mem_mb and per pair ratio_fwd_bwd at top level.
+    assert report["models"] == models and report["pairs"] == report["results"]["fp32"]["pairs"]
+    assert {"fwd_ms", "fwd_bwd_ms"} <= set(report["models"]["MTNet_XS"])
+    pair, m, x = report["pairs"]["MTNet_XS/X3D_XS"], report["models"]["MTNet_XS"], report["models"]["X3D_XS"]
+    assert pair["ratio_fwd_bwd"] == pytest.approx(m["fwd_bwd_ms"] / x["fwd_bwd_ms"])

@@ -21,6 +21,15 @@ Method (stated in every report):
   total minus the parts (residual adds, concatenations, slicing, the head's pooling, ...). Profiling adds a
   fixed overhead per op, which inflates parts made of many small ops; the shares are indicative.
 
+json layout (what :func:`run_benchmark` returns and ``--json`` writes):
+
+- ``models.<label>``: ``fwd_ms``, ``fwd_bwd_ms``, ``peak_mem_mb`` (the issue's public keys) and more, for the
+  primary run: fp32 (or, when only AMP was run, AMP). ``pairs."MTNet_M/X3D_M"``: ``ratio_fwd``,
+  ``ratio_fwd_bwd`` (MTNet / X3D of the same size), ``ratio_fwd_bwd_min``, ``ratio_peak_mem`` of that run.
+  These two are the same dicts as ``results.fp32.models`` and ``results.fp32.pairs``.
+- ``results.<fp32|amp>.models`` / ``.pairs``: every precision that was run (``amp`` on CUDA only).
+- ``machine``, ``settings``, ``parts.<label>`` (CPU), ``loader`` (with ``--loader``).
+
 Shape legend: N batch, T frames, S crop size.
 """
 import logging
@@ -256,8 +265,9 @@ def run_benchmark(
         progress: called with a line of text after each step.
 
     Returns:
-        json-ready dict: ``machine``, ``settings``, ``results[amp]`` with per model ``fwd_ms``, ``fwd_bwd_ms``,
-        ``peak_mem_mb`` ..., and per pair ``ratio_fwd`` / ``ratio_fwd_bwd`` / ``ratio_peak_mem``.
+        json-ready dict: ``machine``, ``settings``, ``results[fp32|amp]`` with per model ``fwd_ms``,
+        ``fwd_bwd_ms``, ``peak_mem_mb`` ..., and per pair ``ratio_fwd`` / ``ratio_fwd_bwd`` /
+        ``ratio_peak_mem``; top-level ``models`` and ``pairs`` repeat the primary (fp32) run's (module docstring).
     """
     dev = torch.device(device)
     amp_modes = tuple(amp_modes) if amp_modes is not None else ((False,) if dev.type == "cpu" else (False, True))
@@ -302,6 +312,7 @@ def run_benchmark(
                 pair["ratio_peak_mem"] = ra["peak_mem_mb"] / max(rb["peak_mem_mb"], 1e-9)
             pairs[f"{a}/{b}"] = pair
         report["results"]["amp" if amp else "fp32"] = dict(models=per_model, pairs=pairs)
+    report.update(_primary(report["results"]))
     if parts and dev.type == "cpu":
         report["parts"] = {}
         for label, (model, _) in models.items():
@@ -310,6 +321,12 @@ def run_benchmark(
                 say(f"{label} parts profiled")
     report["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return report
+
+
+def _primary(results: Dict[str, Any]) -> Dict[str, Any]:
+    """Top-level ``models`` and ``pairs``: the fp32 run's (else the first run's; empty when none ran)."""
+    res = results.get("fp32") or next(iter(results.values()), dict(models={}, pairs={}))
+    return dict(models=res["models"], pairs=res["pairs"])
 
 
 # -------------------------------------------------------------------------------------------- report
@@ -522,7 +539,7 @@ def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequ
         parts = False
     amp_modes = None if not no_amp else (False,)
     if loader and loader_only:
-        report = dict(machine=machine_info(torch.device("cpu")), results={})
+        report = dict(machine=machine_info(torch.device("cpu")), results={}, models={}, pairs={})
     else:
         report = run_benchmark(built, input_size=size, batch=batch, repeats=repeats, warmup=warmup, device=dev,
                                amp_modes=amp_modes, parts=parts, memory=memory, progress=say)
