@@ -83,8 +83,11 @@ def test_parts_are_assigned_by_module_role():
 
 def test_helpers():
     assert bm.parse_input("16x224") == (16, 224) and bm.parse_input(" 8 X 112 ") == (8, 112)
-    with pytest.raises(ValueError, match="TxS"):
-        bm.parse_input("224")
+    for bad in ("224", "16x224x3", "axb"):
+        with pytest.raises(ValueError, match="TxS"):
+            bm.parse_input(bad)
+    with pytest.raises(ValueError, match="positive"):  # parse_pair's check: no empty clip
+        bm.parse_input("0x224")
     assert bm.pairs_of(["X3D_M", "MTNet_M", "MTNet_S", "X3D_L"]) == [("MTNet_M", "X3D_M")]
 
 

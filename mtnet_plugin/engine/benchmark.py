@@ -36,7 +36,6 @@ import logging
 import math
 import os
 import platform
-import re
 import statistics
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -45,6 +44,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from mtnet_plugin.engine.common import parse_pair
 from mtnet_plugin.layers import MTConv, SqueezeRecursion
 from mtnet_plugin.layers.prolonged import FrameSelect, SpatialPool, TrilinearResize
 from mtnet_plugin.models import PRESET_NAMES, preset, preset_input_shape
@@ -78,11 +78,8 @@ def machine_info(device: torch.device) -> Dict[str, Any]:
 
 
 def parse_input(text: str) -> Tuple[int, int]:
-    """``"16x224"`` -> (T, S)."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m:
-        raise ValueError(f"--input must look like TxS (frames x crop), e.g. 16x224; got {text!r}")
-    return int(m.group(1)), int(m.group(2))
+    """``"16x224"`` -> (T, S): :func:`~mtnet_plugin.engine.common.parse_pair` with this option's messages."""
+    return parse_pair(text, "--input", "TxS (frames x crop), e.g. '16x224'")
 
 
 def build_named_model(name: str, num_classes: int = 400) -> Tuple[nn.Module, Tuple[int, int]]:
