@@ -1,5 +1,6 @@
 """mtnet_plugin.engine.benchmark: timing report and json keys on tiny models, memory accounting against a
-known allocation, part attribution, the loader-vs-model report, and the CLI."""
+known allocation, part attribution and the CLI; mtnet_plugin.engine.loader_benchmark: the loader-vs-model
+report and its videos."""
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from torch import nn
 
 from mtnet_plugin.config import get_cfg
 from mtnet_plugin.engine import benchmark as bm
+from mtnet_plugin.engine import loader_benchmark as lb
 from mtnet_plugin.layers import MTConv
 from mtnet_plugin.models import create_mtnet, create_x3d
 
@@ -99,19 +101,19 @@ def test_loader_report_compares_clip_rates(make_video_list):
     cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE, cfg.DATA.TARGET_FPS = 4, 2, 10
     cfg.DATA.TRAIN_JITTER_SCALES, cfg.DATA.TRAIN_CROP_SIZE = [32, 40], 32
     torch.manual_seed(0)
-    res = bm.run_loader_benchmark(cfg, create_x3d(**TINY), batches=2, steps=1)
+    res = lb.run_loader_benchmark(cfg, create_x3d(**TINY), batches=2, steps=1)
     json.dumps(res)
     assert res["per_worker"]["workers"] == 0 and res["configured"]["workers"] == 1
     assert res["per_worker"]["clips"] == res["configured"]["clips"] == 4  # 2 batches of 2 after the first
     assert res["ratio"] == pytest.approx(res["configured"]["clips_per_s"] / res["model"]["clips_per_s"])
     assert res["bottleneck"] == ("loader" if res["ratio"] < 1 else "model")
-    assert "loader, 1 worker" in "\n".join(bm.format_loader(res))
+    assert "loader, 1 worker" in "\n".join(lb.format_loader(res))
 
 
 def test_write_benchmark_videos_has_the_short_side(tmp_path):
     from mtnet_plugin.data import probe_video
 
-    bm.write_benchmark_videos(str(tmp_path), num_videos=1, short_side=64, num_frames=3, list_length=3)
+    lb.write_benchmark_videos(str(tmp_path), num_videos=1, short_side=64, num_frames=3, list_length=3)
     with open(tmp_path / "train.csv") as f:
         lines = f.read().splitlines()
     assert len(lines) == 3 and len(set(lines)) == 1  # one video listed three times: one long epoch
