@@ -33,6 +33,7 @@ setup(
         "numpy>=1.24",
         "pyyaml>=5.4",
         "matplotlib>=3.6",
+        "tqdm>=4.60",
     ],
     extras_require={
         # The export tests check ONNX parity through onnxruntime; without these they skip that part.
