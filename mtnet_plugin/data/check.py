@@ -33,7 +33,7 @@ from iopath.common.file_io import g_pathmgr
 
 from .decoder import VideoDecodeError, VideoReader
 from .sampling import clip_size_frames
-from .video_list import VideoListError, parse_line
+from .video_list import VideoListError, iter_list_lines, parse_line
 
 logger = logging.getLogger(__name__)
 
@@ -146,21 +146,13 @@ def read_list_lines(list_file: str, *, separator: str = " ", prefix: str = "",
     Raises:
         FileNotFoundError: the list does not exist.
     """
-    if not g_pathmgr.exists(list_file):
-        raise FileNotFoundError(f"video list not found: {list_file}")
     lines = []
-    with g_pathmgr.open(list_file, "r") as f:
-        for number, raw in enumerate(f, start=1):
-            text = raw.rstrip("\r\n")
-            if number == 1:
-                text = text.lstrip("\ufeff")  # a byte-order mark (lists saved by Excel) is not part of the path
-            if not text.strip():
-                continue
-            try:
-                entry = parse_line(text, separator, prefix, num_classes, f"{list_file}:{number}")
-                lines.append(ListLine(list_file, number, text, entry.path))
-            except VideoListError as e:
-                lines.append(ListLine(list_file, number, text, None, str(e)))
+    for number, text in iter_list_lines(list_file):
+        try:
+            entry = parse_line(text, separator, prefix, num_classes, f"{list_file}:{number}")
+            lines.append(ListLine(list_file, number, text, entry.path))
+        except VideoListError as e:
+            lines.append(ListLine(list_file, number, text, None, str(e)))
     return lines
 
 
