@@ -30,6 +30,7 @@ from .distributed import all_gather_objects, is_main_process
 from .logs import log_json_stats
 from .meters import confusion_matrix, eta_str, mean_class_accuracy, topk_correct
 from .plots import CONFUSION_FILE, plot_confusion_matrix
+from .workers import naming_worker_deaths
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +72,8 @@ def predict(model, loader, device, log_period: int = 10, split: str = "test") ->
     model.eval()
     records, start = [], time.perf_counter()
     num_iters = len(loader)
-    try:
+    with naming_worker_deaths(loader):  # a loader worker that died: name the video it was decoding
         _predict_batches(model, loader, device, log_period, split, records, start, num_iters)
-    except RuntimeError as err:  # a loader worker that died: name the video it was decoding
-        named = mt_data.name_dead_worker(loader, err)
-        if named is err:
-            raise
-        raise named from err
     merged = {}
     for part in all_gather_objects(records):
         for rec in part:

@@ -25,6 +25,7 @@ from .lr_policy import get_lr_at_epoch
 from .meters import ValMeter
 from .optim import set_lr
 from .plots import plot_training_curves
+from .workers import naming_worker_deaths
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ class PreciseBN(HookBase):
                 yield (x[0] if isinstance(x, (list, tuple)) else x).to(device)
 
         logger.info("Precise BN over %d batches", num_iters)
-        with torch.autocast(device.type, dtype=trainer.amp_dtype, enabled=trainer.amp_dtype is not None):
+        with naming_worker_deaths(loader), torch.autocast(device.type, dtype=trainer.amp_dtype,
+                                                          enabled=trainer.amp_dtype is not None):
             update_bn_stats(model, inputs(), num_iters)
 
 

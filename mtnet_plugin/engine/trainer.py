@@ -31,6 +31,7 @@ from .lr_policy import get_lr_at_epoch
 from .meters import TrainMeter, topk_errors
 from .multigrid import MultigridSchedule
 from .optim import construct_optimizer
+from .workers import naming_worker_deaths
 
 logger = logging.getLogger(__name__)
 
@@ -169,16 +170,11 @@ class Trainer:
                     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                         module.eval()
             t_data = time.perf_counter()
-            try:
+            with naming_worker_deaths(self.loader):  # a loader worker that died: name the video it was decoding
                 for self.iter, batch in enumerate(self.loader):
                     dt_data = time.perf_counter() - t_data
                     self.run_step(batch, dt_data)
                     t_data = time.perf_counter()
-            except RuntimeError as err:  # a loader worker that died: name the video it was decoding
-                named = mt_data.name_dead_worker(self.loader, err)
-                if named is err:
-                    raise
-                raise named from err
             for hook in self.hooks:
                 hook.after_epoch(self)
         for hook in self.hooks:
