@@ -133,18 +133,22 @@ def spec_from_cfg(cfg) -> SyntheticSpec:
 
 
 # ----------------------------------------------------------------------------------------------- rendering
+def _ease(u: np.ndarray) -> np.ndarray:
+    """Cosine ease-in/out from 0 to 1 over u in [0, 1]: the velocity rises and falls smoothly."""
+    return 0.5 - 0.5 * np.cos(np.pi * np.clip(u, 0.0, 1.0))
+
+
 def _stroke_profile(num_frames: int, stroke: float, pause: float, phase: float) -> np.ndarray:
     """Fraction of the way from end point A to B at each frame, (T,): eased strokes separated by pauses."""
     cycle = 2.0 * (stroke + pause)
     s = (np.arange(num_frames) + phase) % cycle
     w = np.empty(num_frames)
-    ease = lambda u: 0.5 - 0.5 * np.cos(np.pi * np.clip(u, 0.0, 1.0))  # noqa: E731
     out = s < stroke  # A -> B
-    w[out] = ease(s[out] / stroke)
+    w[out] = _ease(s[out] / stroke)
     at_b = (s >= stroke) & (s < stroke + pause)
     w[at_b] = 1.0
     back = (s >= stroke + pause) & (s < 2 * stroke + pause)  # B -> A
-    w[back] = 1.0 - ease((s[back] - stroke - pause) / stroke)
+    w[back] = 1.0 - _ease((s[back] - stroke - pause) / stroke)
     w[s >= 2 * stroke + pause] = 0.0
     return w
 
