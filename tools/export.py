@@ -38,7 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(levelname)s] %(name)s: %(message)s")
+    # Our progress at INFO; other libraries (the ONNX exporter logs thousands of INFO lines) at WARNING.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="[%(levelname)s] %(name)s: %(message)s")
+    logging.getLogger("mtnet_plugin").setLevel(logging.INFO)
     try:
         report = export_model(args.cfg, args.checkpoint, args.out, formats=args.formats, input_size=args.input,
                               batch_size=args.batch, video=args.video, opts=args.opts,

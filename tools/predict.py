@@ -47,7 +47,9 @@ def format_text(result: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[%(levelname)s] %(name)s: %(message)s")
+    # Our progress at INFO; other libraries (the ONNX exporter logs thousands of INFO lines) at WARNING.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="[%(levelname)s] %(name)s: %(message)s")
+    logging.getLogger("mtnet_plugin").setLevel(logging.INFO)
     try:
         results = predict(args.videos, args.cfg, args.checkpoint, topk=args.topk, views=args.views,
                           device=args.device, opts=args.opts, class_names=args.class_names,
