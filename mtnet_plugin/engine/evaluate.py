@@ -28,6 +28,7 @@ from .checkpoint import check_fits_model, last_intact_checkpoint, load_checkpoin
 from .common import build_model_on_device, loader_cfg, set_seed, to_device
 from .distributed import all_gather_objects, is_main_process
 from .logs import log_json_stats
+from .class_names import load_class_names
 from .meters import confusion_matrix, eta_str, mean_class_accuracy, topk_correct
 from .plots import CONFUSION_FILE, plot_confusion_matrix
 from .workers import naming_worker_deaths
@@ -230,7 +231,8 @@ def _write_results(cfg, results: dict, checkpoint: Optional[str]) -> dict:
     with open(path + ".tmp", "w") as f:
         json.dump(out, f, indent=1)
     os.replace(path + ".tmp", path)
-    plot_confusion_matrix(torch.tensor(results["confusion_matrix"]), out["confusion_matrix_png"])
+    plot_confusion_matrix(torch.tensor(results["confusion_matrix"]), out["confusion_matrix_png"],
+                          class_names=load_class_names(cfg))
     out["results_json"] = path
     return out
 

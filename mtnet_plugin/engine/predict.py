@@ -15,7 +15,6 @@ Class names come from the first of: the ``class_names`` argument (a list, or a f
 order, as the synthetic dataset's ``classes.txt``), a ``class_names`` list stored in the checkpoint,
 ``DATA.PATH_TO_DATA_DIR/classes.txt``; otherwise the label is the class index as a string.
 """
-import json
 import logging
 import os
 import tempfile
@@ -32,6 +31,7 @@ from mtnet_plugin.models import MODEL_REGISTRY, build_model, registered_names
 from mtnet_plugin.models.build import model_name_from_config
 
 from .checkpoint import load_model_state, read_checkpoint
+from .class_names import load_class_names
 from .common import parse_pair
 from .distributed import device_for
 from .evaluate import find_test_checkpoint, predict as predict_views, video_scores
@@ -118,51 +118,6 @@ def load_trained_model(cfg: CfgNode, ckpt: dict, path: str = "checkpoint",
         raise ValueError(f"{path} does not fit the model of the config ({len(bad)} tensors): "
                          + "; ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
     return model.to(device).eval()
-
-
-def _read_names_file(path: str, num_classes: int) -> List[str]:
-    """Names from PySlowFast's json ``{name: id}`` or a text file with one name per line (label order)."""
-    with open(path) as f:
-        text = f.read()
-    if path.endswith(".json") or text.lstrip().startswith("{"):
-        mapping = json.loads(text)
-        names = [str(i) for i in range(num_classes)]
-        for name, idx in mapping.items():
-            if 0 <= int(idx) < num_classes:
-                names[int(idx)] = str(name)
-        return names
-    names = [line.strip() for line in text.splitlines() if line.strip()]
-    if len(names) < num_classes:
-        logger.warning("%s lists %d class names for %d classes; the rest are shown as indices", path, len(names),
-                       num_classes)
-    return names[:num_classes] + [str(i) for i in range(len(names), num_classes)]
-
-
-def load_class_names(cfg: CfgNode, ckpt: Optional[dict] = None,
-                     class_names: Union[None, str, Sequence[str]] = None) -> List[str]:
-    """The ``MODEL.NUM_CLASSES`` class names, from the sources listed in the module docstring."""
-    n = int(cfg.MODEL.NUM_CLASSES)
-    if class_names is not None and not isinstance(class_names, (str, os.PathLike)):
-        names = [str(c) for c in class_names]
-        if len(names) != n:
-            raise ValueError(f"{len(names)} class names given for MODEL.NUM_CLASSES = {n}")
-        return names
-    files = [os.fspath(class_names)] if class_names is not None else []
-    if cfg.TENSORBOARD.CLASS_NAMES_PATH:
-        files.append(cfg.TENSORBOARD.CLASS_NAMES_PATH)
-    for i, path in enumerate(files):
-        if os.path.isfile(path):
-            return _read_names_file(path, n)
-        if i == 0 and class_names is not None:
-            raise FileNotFoundError(f"class-name file not found: {path}")
-        logger.warning("class-name file not found: %s (TENSORBOARD.CLASS_NAMES_PATH)", path)
-    stored = (ckpt or {}).get("class_names")
-    if isinstance(stored, (list, tuple)) and len(stored) == n:
-        return [str(c) for c in stored]
-    default = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, "classes.txt")
-    if cfg.DATA.PATH_TO_DATA_DIR and os.path.isfile(default):
-        return _read_names_file(default, n)
-    return [str(i) for i in range(n)]
 
 
 class VideoFilesDataset(KineticsDataset):
