@@ -13,7 +13,7 @@ from mtnet_plugin.data import build_dataset
 from mtnet_plugin.engine.checkpoint import save_checkpoint
 from mtnet_plugin.engine.evaluate import aggregate_views, summarize
 from mtnet_plugin.models import build_model
-from test_engine_trainer import one_thread, tiny_cfg, write_class_videos  # noqa: F401 (fixture)
+from test_engine_trainer import tiny_cfg, write_class_videos
 
 
 def test_aggregate_sum_and_max_by_hand():
@@ -85,7 +85,7 @@ def test_top1_top5_with_six_classes_and_a_fully_failed_video():
 
 
 def test_test_harness_names_a_corrupt_and_a_missing_file_and_matches_a_slow_reference(
-        tmp_path, make_video, one_thread, caplog):
+        tmp_path, make_video, caplog):
     data_dir = write_class_videos(make_video, splits=("test",), per_class=1, num_frames=6, width=40)
     corrupt = os.path.join(data_dir, "videos", "corrupt.mp4")
     with open(corrupt, "wb") as f:
@@ -124,7 +124,7 @@ def test_test_harness_names_a_corrupt_and_a_missing_file_and_matches_a_slow_refe
     assert res["top1"] == pytest.approx(100 * hits / 2)
 
 
-def test_random_weights_warning(tmp_path, make_video, one_thread, caplog):
+def test_random_weights_warning(tmp_path, make_video, caplog):
     data_dir = write_class_videos(make_video, splits=("test",), per_class=1)
     cfg = tiny_cfg(tmp_path, data_dir, TEST={"ENABLE": True, "NUM_ENSEMBLE_VIEWS": 1, "NUM_SPATIAL_CROPS": 1})
     with caplog.at_level(logging.WARNING):

@@ -29,15 +29,7 @@ def _tool(name):
 
 
 @pytest.fixture(scope="module")
-def one_thread_module():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared CPU cores: one intra-op thread is much faster than contention
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, one_thread_module):
+def exported(tmp_path_factory):
     """Run ``tools/export.py`` once (every format the machine can check) on a tiny checkpoint and a real video."""
     tmp = tmp_path_factory.mktemp("export")
     rng = np.random.default_rng(0)

@@ -58,15 +58,6 @@ def save_tiny_checkpoint(tmp_path, data_dir: str, seed: int = 0, **sections):
     return cfg_path, ckpt, cfg
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """2 shared CPU cores: one intra-op thread is much faster than contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def setup(tmp_path, make_video_list):
     """Four tiny videos listed in test.csv, classes.txt beside them, a tiny checkpoint."""

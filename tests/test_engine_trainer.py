@@ -75,16 +75,7 @@ def tiny_cfg(tmp_path, data_dir, **sections):
     return cfg
 
 
-@pytest.fixture
-def one_thread():
-    """2 shared CPU cores: one intra-op thread is much faster than contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_tiny_training_lowers_the_loss_and_writes_stats(tmp_path, make_video, one_thread):
+def test_tiny_training_lowers_the_loss_and_writes_stats(tmp_path, make_video):
     data_dir = write_class_videos(make_video)
     cfg = tiny_cfg(tmp_path, data_dir, SOLVER={"MAX_EPOCH": 12, "BASE_LR": 0.02,
                    "OPTIMIZING_METHOD": "adamw"}, TRAIN={"EVAL_PERIOD": 6,
@@ -128,7 +119,7 @@ class Recorder(HookBase):
 
 
 @pytest.mark.parametrize("arch", ["x3d", "mtnet"])
-def test_cosine_multigrid_long_cycle_runs_a_tiny_model_through_every_phase(tmp_path, make_video, one_thread, arch):
+def test_cosine_multigrid_long_cycle_runs_a_tiny_model_through_every_phase(tmp_path, make_video, arch):
     data_dir = write_class_videos(make_video, splits=("train",), per_class=4, num_frames=12)
     cfg = tiny_cfg(tmp_path, data_dir, TRAIN={"BATCH_SIZE": 1, "EVAL_PERIOD": 100}, MODEL={"ARCH": arch},
                    DATA={"NUM_FRAMES": 8, "TRAIN_CROP_SIZE": 32},
@@ -151,7 +142,7 @@ def test_cosine_multigrid_long_cycle_runs_a_tiny_model_through_every_phase(tmp_p
     assert ckpts[-1]["epoch"] == trainer.max_epoch - 1 and ckpts[-1]["multigrid_phase"] == len(schedule) - 1
 
 
-def test_short_cycle_alternates_crops_and_batch_sizes(tmp_path, make_video, one_thread):
+def test_short_cycle_alternates_crops_and_batch_sizes(tmp_path, make_video):
     data_dir = write_class_videos(make_video, splits=("train",), per_class=4, num_frames=4)
     cfg = tiny_cfg(tmp_path, data_dir, TRAIN={"BATCH_SIZE": 1, "EVAL_PERIOD": 100},
                    MULTIGRID={"SHORT_CYCLE": True, "EPOCH_FACTOR": 1.0}, SOLVER={"MAX_EPOCH": 1})
@@ -180,7 +171,7 @@ class Poison(HookBase):
 @pytest.mark.parametrize("value, factor, message", [(float("nan"), 0.0, "Loss is nan"),
                                                     (1e4, 5.0, "KILL_LOSS_EXPLOSION_FACTOR")])
 def test_divergence_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
-        tmp_path, make_video, one_thread, value, factor, message):
+        tmp_path, make_video, value, factor, message):
     data_dir = write_class_videos(make_video, splits=("train",))
     cfg = tiny_cfg(tmp_path, data_dir, TRAIN={"BATCH_SIZE": 2, "EVAL_PERIOD": 100, "KILL_LOSS_EXPLOSION_FACTOR": factor},
                    SOLVER={"MAX_EPOCH": 5})
@@ -225,7 +216,7 @@ def test_real_x3d_bn_params_are_all_in_the_bn_group(tmp_path):
     assert not bn & {id(p) for p in groups["non_bn"]["params"]}
 
 
-def test_precise_bn_sets_running_mean_to_the_population_mean(tmp_path, make_video, one_thread):
+def test_precise_bn_sets_running_mean_to_the_population_mean(tmp_path, make_video):
     data_dir = write_class_videos(make_video, splits=("train",))
     cfg = tiny_cfg(tmp_path, data_dir, BN={"USE_PRECISE_STATS": True, "NUM_BATCHES_PRECISE": 10},
                    TRAIN={"BATCH_SIZE": 2, "EVAL_PERIOD": 100}, SOLVER={"MAX_EPOCH": 2})
@@ -247,7 +238,7 @@ def test_precise_bn_sets_running_mean_to_the_population_mean(tmp_path, make_vide
     torch.testing.assert_close(state[f"{name}.running_mean"], population_mean, rtol=1e-4, atol=1e-5)
 
 
-def test_data_failures_are_counted_and_named_in_the_epoch_stats(tmp_path, make_video, one_thread):
+def test_data_failures_are_counted_and_named_in_the_epoch_stats(tmp_path, make_video):
     data_dir = write_class_videos(make_video, splits=("train",))
     corrupt = os.path.join(data_dir, "videos", "broken.mp4")
     with open(corrupt, "wb") as f:
@@ -274,7 +265,7 @@ class GradProbe(HookBase):
 
 
 @pytest.mark.parametrize("key, limit", [("CLIP_GRAD_L2NORM", 1e-3), ("CLIP_GRAD_VAL", 1e-4)])
-def test_gradient_clipping(tmp_path, make_video, one_thread, key, limit):
+def test_gradient_clipping(tmp_path, make_video, key, limit):
     data_dir = write_class_videos(make_video, splits=("train",))
     cfg = tiny_cfg(tmp_path, data_dir, TRAIN={"EVAL_PERIOD": 100}, SOLVER={"MAX_EPOCH": 1, key: limit})
     trainer = Trainer(cfg)

@@ -4,7 +4,6 @@ The killed runs are ``tools/run_net.py`` in a subprocess whose driver patches on
 an exact point; the rerun (TRAIN.AUTO_RESUME) runs in this process. Each test is a row of docs/reliability.md.
 """
 import logging
-import math
 import os
 import signal
 import subprocess
@@ -21,14 +20,6 @@ from mtnet_plugin.engine.logs import read_json_stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 4
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 import fault_files
 from mtnet_plugin.config import load_config
@@ -21,15 +20,6 @@ from mtnet_plugin.engine.checkpoint import list_checkpoints
 from mtnet_plugin.engine.logs import read_json_stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """2 shared CPU cores: one intra-op thread is faster than contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -71,15 +71,6 @@ def _clip(cfg: CfgNode, n: int = 2, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, 3, cfg.DATA.NUM_FRAMES, s, s, generator=g)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions run faster on one thread than on cores shared with other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def cfg():
     return _tiny_cfg()

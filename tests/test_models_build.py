@@ -7,15 +7,6 @@ from mtnet_plugin.models import HEAD_REGISTRY, MODEL_REGISTRY, build_model, crea
 from mtnet_plugin.models.build import model_name_from_config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine two threads per process fight."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_cfg(model_name="X3D", arch="x3d"):
     """A PySlowFast-schema cfg with only the keys the model contract reads (docs/design.md), tiny sizes."""
     cfg = CfgNode()

@@ -10,15 +10,6 @@ from mtnet_plugin.ops import softpool_spatial
 from mtnet_plugin.ops.frame_select import adjacent_cosine
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine two threads per process fight."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class _Fn(nn.Module):
     def __init__(self, fn):
         super().__init__()

@@ -12,15 +12,6 @@ from mtnet_plugin.models.build import build_model
 from test_models_build import tiny_cfg
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine two threads per process fight."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # Stem 8, stages 8/16/32/64 wide, inner 18/36/72/144, blocks 1/1/3/2.
 TINY = dict(num_classes=4, width_factor=1.0, depth_factor=0.5, dim_c1=8, dim_c5=16, dropout_rate=0.0)
 

@@ -5,15 +5,6 @@ import torch
 from mtnet_plugin.models import PRESET_NAMES, preset, preset_input_shape
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine two threads per process fight."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_native_inputs_follow_spec_18():
     assert preset_input_shape("X3D_S") == (3, 13, 160, 160)
     assert preset_input_shape("X3D_S", test=True) == (3, 13, 182, 182)

@@ -10,15 +10,6 @@ from mtnet_plugin.models import X3DHead, create_x3d
 from mtnet_plugin.models.x3d import round_repeats, round_width
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine two threads per process fight."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # Tiny X3D: stem 4, stages 4/8/16/32 wide, inner 9/18/36/72, blocks 1/1/3/2.
 TINY = dict(num_classes=5, width_factor=1.0, depth_factor=0.5, dim_c1=4, dim_c5=16, dropout_rate=0.0)
 
