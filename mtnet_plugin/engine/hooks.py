@@ -6,13 +6,9 @@ checkpointer, evaluator, curve plotter.
 """
 import logging
 import time
-import warnings
 
 import torch
-
-with warnings.catch_warnings():  # importing fvcore.nn scripts its focal loss: torch's deprecation, on every start
-    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-    from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats
+from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats  # quiet: mtnet_plugin.models imported fvcore.nn
 
 from mtnet_plugin import data as mt_data
 
