@@ -96,6 +96,19 @@ def _check_method(method: str) -> None:
         raise ValueError(f"unknown pooling method {method!r}; valid: {', '.join(POOL_METHODS)}")
 
 
+def _pool(x: torch.Tensor, method: str, symmetric: bool, training: bool,
+          generator: Optional[torch.Generator]) -> torch.Tensor:
+    """``method`` over 2x2 (H, W) windows, or 2x2x2 (T, H, W) windows when ``symmetric``."""
+    _check_method(method)
+    if method == "softpool":
+        return softpool_symmetric(x) if symmetric else softpool_spatial(x)
+    if method == "avg":
+        return _avg(x, symmetric)
+    if method == "max":
+        return _max(x, symmetric)
+    return _stochastic(x, symmetric, training, generator)
+
+
 def pool_spatial(
     x: torch.Tensor,
     method: str = "softpool",
@@ -114,14 +127,7 @@ def pool_spatial(
     Returns:
         (N, C, T, H', W') in the dtype of x.
     """
-    _check_method(method)
-    if method == "softpool":
-        return softpool_spatial(x)
-    if method == "avg":
-        return _avg(x, False)
-    if method == "max":
-        return _max(x, False)
-    return _stochastic(x, False, training, generator)
+    return _pool(x, method, False, training, generator)
 
 
 def pool_symmetric(
@@ -144,11 +150,4 @@ def pool_symmetric(
     Returns:
         (N, C, T2, H', W') in the dtype of x.
     """
-    _check_method(method)
-    if method == "softpool":
-        return softpool_symmetric(x)
-    if method == "avg":
-        return _avg(x, True)
-    if method == "max":
-        return _max(x, True)
-    return _stochastic(x, True, training, generator)
+    return _pool(x, method, True, training, generator)
