@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny real video files written with PyAV at test time."""
+"""Shared fixtures: tiny real video files written with PyAV at test time, and root-logger cleanup."""
+import logging
 import os
 
 import numpy as np
@@ -55,3 +56,16 @@ def make_video_list(tmp_path, make_video):
         return str(tmp_path)
 
     return _make
+
+
+@pytest.fixture
+def root_handlers():
+    """``engine.run`` sets up logging on the root logger: put the handlers back afterwards."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in before:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)

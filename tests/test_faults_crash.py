@@ -30,19 +30,6 @@ def data_dir(tmp_path_factory):
     return folder
 
 
-@pytest.fixture
-def root_handlers():
-    """``engine.run`` sets up logging on the root logger: put the handlers back afterwards."""
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in before:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-
-
 def _yaml(tmp_path, data_dir, out, **sections):
     sections.setdefault("SOLVER", {"MAX_EPOCH": EPOCHS})
     sections.setdefault("TRAIN", {"BATCH_SIZE": 2, "EVAL_PERIOD": 100})

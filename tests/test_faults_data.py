@@ -129,19 +129,6 @@ def test_malformed_train_list_line_names_file_and_line(dirty, tmp_path, kind):
     assert not os.path.exists(os.path.join(cfg.OUTPUT_DIR, "json_stats.log"))  # before any training step
 
 
-@pytest.fixture
-def root_handlers():
-    """``engine.run`` sets up logging on the root logger: put the handlers back afterwards."""
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in before:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-
-
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_malformed_val_or_test_list_fails_before_training(dirty, tmp_path, split, root_handlers):
     """A typo in val.csv / test.csv must not cost the training run it follows."""
