@@ -22,6 +22,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(exclude=("tests", "tests.*", "configs", "tools")),
+    # The fused CPU kernels' C sources, compiled on first use (mtnet_plugin/ops/native.py); nothing is built here.
+    package_data={"mtnet_plugin.ops": ["csrc/*.c"]},
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

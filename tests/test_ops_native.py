@@ -363,7 +363,6 @@ def test_extreme_values_stay_finite(width):
 def test_elements_far_below_the_max_get_no_weight(v, width):
     # Windows {v, 1, 0, v} and, in the overhanging last row, {v, 1}: e^(v - max) is 0 in float64. A weight
     # floored at e^-87 instead gave out -6.49 and grad -3.6 for v = -3e38 (e^-87 * v is not negligible).
-    # No window is constant: there 1 + x_i - out loses its 1 in fp32 at such |v| (see the xfail below).
     x = torch.tensor([[v, 1.0], [0.0, v]]).repeat(2, 17)[:3, :width].reshape(1, 1, 1, 3, width)
     xd = x.double().requires_grad_()
     ref = _reference(xd)
@@ -375,16 +374,14 @@ def test_elements_far_below_the_max_get_no_weight(v, width):
 
 
 @needs_kernel
-@pytest.mark.xfail(strict=True, reason="fp32 limits shared by the kernel and the eager path: a window of equal "
-                   "values v gives out = sum(e_i x_i) / sum(e_i), whose numerator overflows for |v| > ~8.5e37 "
-                   "(v = 3e38: out inf, grads -inf and nan; expected out v, grads 1/4), and the gradient's "
-                   "(1 - out) + x_i loses the 1 for |v| >= ~3e7 (v = 1e8: grads 0, expected 1/4)")
-@pytest.mark.parametrize("v", [3e38, 1e8])
+@pytest.mark.parametrize("v", [3e38, 1e8, -1e8])
 def test_windows_of_equal_large_values(v):
     x = torch.full((1, 1, 1, 2, 2), v)
     out = native.softpool2d_forward(x)
     grad = native.softpool2d_backward(x, torch.ones_like(out))
-    assert out.item() == v  # a constant window's softmax average is that constant
+    # The kernel forms m + sum_i w_i (x_i - m) and 1 + ((x_i - m) - (out - m)): neither the sum (v = 3e38)
+    # nor the gradient's 1 (|v| = 1e8) is lost, as they were with sum_i e_i x_i / sum_i e_i and 1 - out + x_i.
+    assert out.item() == x.flatten()[0].item()  # a constant window's softmax average is that constant
     torch.testing.assert_close(grad, torch.full_like(x, 0.25))  # d out / d x_i = w_i = 1/4
 
 

@@ -5,13 +5,19 @@ counter and the profiler attribute their cost to ``<mtconv>.downsample`` and ``<
 Shape legend: N batch, T frames, H' = ceil(H / 2), W' = ceil(W / 2), T' = floor(T / 2) if T > 2 else T,
 T2 = ceil(T / 2).
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from mtnet_plugin.ops import POOL_METHODS, pool_spatial, pool_symmetric, select_frames, triplet_cosine_select
+from mtnet_plugin.ops import (
+    POOL_METHODS,
+    pool_spatial,
+    pool_symmetric,
+    select_frames,
+    trilinear_resize,
+    triplet_cosine_select,
+)
 
 SELECTIONS = ("lowest", "highest", "none")
 
@@ -31,10 +37,12 @@ class SpatialPool(nn.Module):
             raise ValueError(f"unknown pool {method!r}; valid: {', '.join(POOL_METHODS)}")
         self.method, self.symmetric = method, symmetric
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, C, T, H, W) -> (N, C, T, H', W'), or (N, C, T2, H', W') when symmetric."""
-        fn = pool_symmetric if self.symmetric else pool_spatial
-        return fn(x, self.method, training=self.training)
+    def forward(self, x: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x: (N, C, T, H, W) -> (N, C, T, H', W'), or (N, C, T2, H', W') when symmetric; with ``frames``
+        (N, T'), per-frame pooling of just those frames, (N, C, T', H', W')."""
+        if self.symmetric:
+            return pool_symmetric(x, self.method, training=self.training)
+        return pool_spatial(x, self.method, training=self.training, frames=frames)
 
     def extra_repr(self) -> str:
         return f"method={self.method!r}, symmetric={self.symmetric}"
@@ -51,11 +59,11 @@ class FrameSelect(nn.Module):
         super().__init__()
         self.highest = highest
 
-    def forward(self, p_in: torch.Tensor, other: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Indices from the pooled input p_in (N, C_in_P, T, H', W'), applied to p_in and to ``other``, any
-        (N, C, T, h, w) with the same T (spec #5; e.g. a_L before or after its pooling). Returns both, T' frames."""
+    def forward(self, p_in: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Indices from the pooled input p_in (N, C_in_P, T, H', W') and p_in at them. Returns the LongTensor
+        (N, T') of ascending frame indices (for the other input, spec #5) and (N, C_in_P, T', H', W')."""
         idx = triplet_cosine_select(p_in, highest=self.highest)
-        return select_frames(p_in, idx), select_frames(other, idx)
+        return idx, select_frames(p_in, idx)
 
     def extra_repr(self) -> str:
         return f"highest={self.highest}"
@@ -65,7 +73,7 @@ class ProlongedDownsample(nn.Module):
     """Halve both P inputs: pool space per frame, then select frames (Eq. 4-7, spec #5).
 
     The frame indices are computed once, from the pooled layer input, and applied to both inputs so that
-    the sum in Eq. 3 adds features of the same time steps (spec #5). a_L's frames are selected before it is
+    the sum in Eq. 3 adds features of the same time steps (spec #5). Only a_L's selected frames are
     pooled (pooling is per frame, so the values are those of pooling first, at half the cost). If the two
     inputs have a different number of frames (a temporal stride or an unpadded temporal kernel in L), each
     gets its own indices, from its pooled frames.
@@ -109,15 +117,13 @@ class ProlongedDownsample(nn.Module):
         p_in = self.spatial_pool(a_in)
         if self.frame_select is None:
             return p_in, self.spatial_pool(a_local)
+        idx, p_in_sel = self.frame_select(p_in)
         if int(a_local.shape[2]) == int(p_in.shape[2]):
-            # Pooling is per frame, so select a_L's frames first and pool only the kept half: the same
-            # values as pooling every frame and selecting after, at half the pooling cost.
-            p_in_sel, a_local_sel = self.frame_select(p_in, a_local)
-            return p_in_sel, self.spatial_pool(a_local_sel)
+            # Pooling is per frame, so pool only a_L's kept frames: the same values as pooling every frame
+            # and selecting after, at half the cost (on the CPU the selection is fused into SoftPool).
+            return p_in_sel, self.spatial_pool(a_local, frames=idx)
         # a_L has another frame count (temporal stride / unpadded kernel): its own indices (spec #5).
-        p_local = self.spatial_pool(a_local)
-        p_in_sel, _ = self.frame_select(p_in, p_in)  # rare path: the duplicate gather is on a pooled tensor
-        p_local_sel, _ = self.frame_select(p_local, p_local)
+        _, p_local_sel = self.frame_select(self.spatial_pool(a_local))
         return p_in_sel, p_local_sel
 
     def extra_repr(self) -> str:
@@ -133,7 +139,4 @@ class TrilinearResize(nn.Module):
 
     def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """x: (N, C, t, h, w); size: (T, H, W). Returns (N, C, T, H, W)."""
-        size = tuple(int(s) for s in size)
-        if tuple(x.shape[2:]) == size:
-            return x
-        return F.interpolate(x, size=size, mode="trilinear", align_corners=False)
+        return trilinear_resize(x, size)

@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 
 from ._windows import WINDOW_DIMS, compute_dtype, fp32_region, in_bounds_mask, window_sizes, window_view
+from .frame_select import select_frames
 from .softpool import softpool_spatial, softpool_symmetric
 
 POOL_METHODS = ("softpool", "avg", "max", "stochastic")
@@ -97,11 +98,16 @@ def _check_method(method: str) -> None:
 
 
 def _pool(x: torch.Tensor, method: str, symmetric: bool, training: bool,
-          generator: Optional[torch.Generator]) -> torch.Tensor:
-    """``method`` over 2x2 (H, W) windows, or 2x2x2 (T, H, W) windows when ``symmetric``."""
+          generator: Optional[torch.Generator], frames: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``method`` over 2x2 (H, W) windows, or 2x2x2 (T, H, W) windows when ``symmetric``; with ``frames``
+    (per-frame windows only) of those frames per sample."""
     _check_method(method)
+    if method == "softpool" and not symmetric:
+        return softpool_spatial(x, frames)  # selection fused into the kernel where it runs
+    if frames is not None:
+        x = select_frames(x, frames)
     if method == "softpool":
-        return softpool_symmetric(x) if symmetric else softpool_spatial(x)
+        return softpool_symmetric(x)
     if method == "avg":
         return _avg(x, symmetric)
     if method == "max":
@@ -115,6 +121,7 @@ def pool_spatial(
     *,
     training: bool = False,
     generator: Optional[torch.Generator] = None,
+    frames: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Pool each frame over 2x2 windows with one of ``POOL_METHODS`` (Eq. 5 and Table VIc).
 
@@ -123,11 +130,13 @@ def pool_spatial(
         method: "softpool" | "avg" | "max" | "stochastic".
         training: only used by "stochastic" (sample vs. expectation).
         generator: only used by "stochastic" in training.
+        frames: optional LongTensor (N, T') of distinct frames per sample: pool only those, the same as
+            pooling ``select_frames(x, frames)`` (Eq. 4's T(); fused into SoftPool's CPU kernel).
 
     Returns:
-        (N, C, T, H', W') in the dtype of x.
+        (N, C, T, H', W') in the dtype of x; (N, C, T', H', W') with ``frames``.
     """
-    return _pool(x, method, False, training, generator)
+    return _pool(x, method, False, training, generator, frames)
 
 
 def pool_symmetric(

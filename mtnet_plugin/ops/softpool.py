@@ -4,19 +4,22 @@ downsampling with SoftPool", ICCV 2021 (arXiv:2101.00440).
 
 Shape legend: x is (N, C, T, H, W); H' = ceil(H / 2), W' = ceil(W / 2), T2 = ceil(T / 2).
 
-Three execution paths give the same values within float rounding (tests compare them, with gradients):
-eager without autograd, element-wise ops over the window elements' strided views; eager with autograd,
-the same inside an autograd Function with the closed-form backward; under ``torch.jit.trace``,
-``torch.compile`` and ``torch.export`` (strict), plain pooling-kernel ops that export to ONNX and that the
-FLOP counter prices (docs/benchmarks.md has the timings).
+Four execution paths give the same values within float rounding (tests compare them, with gradients):
+eager fp32 on the CPU, the fused C kernel of :mod:`.native` (one pass over memory, frame selection fused
+in) when a C compiler is at hand; other eager cases, element-wise ops over the window elements' strided
+views, inside an autograd Function with the closed-form backward when a gradient is needed; under
+``torch.jit.trace``, ``torch.compile`` and ``torch.export`` (strict), plain pooling-kernel ops that export
+to ONNX and that the FLOP counter prices (docs/benchmarks.md has the timings).
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from . import native
 from ._windows import compute_dtype, fp32_region, static_shape, window_sizes, window_view
+from .frame_select import select_frames
 
 
 def _window_weights(x: torch.Tensor, sizes) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -122,17 +125,45 @@ class _SoftPoolFunction(torch.autograd.Function):
         return gx[:, :, :t, :h, :w], None
 
 
+class _NativeSoftPoolFunction(torch.autograd.Function):
+    """Eq. 5 (of the frames ``frames`` per sample when given, Eq. 4's T()) by the fused C kernel, forward and
+    closed-form backward; only x is saved, the backward recomputes each window's weights."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
+        ctx.save_for_backward(x, frames)
+        return native.softpool2d_forward(x, frames)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, frames = ctx.saved_tensors
+        return native.softpool2d_backward(x, grad, frames), None
+
+
 def _eager(x: torch.Tensor) -> bool:
     """Eager execution, where the fast element-wise path runs; tracers and compilers get the pooling-kernel
     graph instead (exportable, and priced by the FLOP counter as 2 accumulations per input element)."""
     return not torch.jit.is_tracing() and not torch.compiler.is_compiling()
 
 
-def _softpool(x: torch.Tensor, pool_time: bool) -> torch.Tensor:
-    """Softmax-weighted window sum; per-window max subtracted before exp (spec numerics)."""
+def _use_native(x: torch.Tensor, sizes) -> bool:
+    """The fused kernel covers eager fp32 CPU tensors with per-frame (kt = 1) windows, where it is built."""
+    return sizes[0] == 1 and x.device.type == "cpu" and x.dtype == torch.float32 and _eager(x) and native.available()
+
+
+def _softpool(x: torch.Tensor, pool_time: bool, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Softmax-weighted window sum; per-window max subtracted before exp (spec numerics). With ``frames``
+    (N, T'), only those frames of each sample are pooled (the same as selecting them first)."""
     sizes = window_sizes(x, pool_time)
     with fp32_region(x):
         xf = compute_dtype(x)
+        if _use_native(xf, sizes):
+            grad = xf.requires_grad and torch.is_grad_enabled()
+            out = _NativeSoftPoolFunction.apply(xf, frames) if grad else native.softpool2d_forward(xf, frames)
+            return out.to(x.dtype)
+        if frames is not None:
+            xf = select_frames(xf, frames)
         if not _eager(xf):
             out = _softpool_reference(xf, sizes)
         elif xf.requires_grad and torch.is_grad_enabled():
@@ -142,7 +173,7 @@ def _softpool(x: torch.Tensor, pool_time: bool) -> torch.Tensor:
     return out.to(x.dtype)
 
 
-def softpool_spatial(x: torch.Tensor) -> torch.Tensor:
+def softpool_spatial(x: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Softmax-weighted 2x2 pooling of each frame (Eq. 5, Sec. III-A).
 
     ``out = sum_i softmax(x_R)_i * x_i`` per channel, frame and 2x2 window R. Windows that overhang an odd
@@ -152,11 +183,13 @@ def softpool_spatial(x: torch.Tensor) -> torch.Tensor:
 
     Args:
         x: (N, C, T, H, W), any float dtype.
+        frames: optional LongTensor (N, T') of distinct frame indices per sample: pool only those, the same
+            as ``softpool_spatial(select_frames(x, frames))`` (fused into the kernel on the CPU).
 
     Returns:
-        (N, C, T, H', W') in the dtype of x.
+        (N, C, T, H', W') in the dtype of x; (N, C, T', H', W') with ``frames``.
     """
-    return _softpool(x, pool_time=False)
+    return _softpool(x, pool_time=False, frames=frames)
 
 
 def softpool_symmetric(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,220 @@
+"""Fused CPU kernels for MTConv's prolonged branch, SoftPool (``csrc/softpool.c``) and the trilinear resize
+(``csrc/resize.c``): built with the C compiler on first use, called via ctypes.
+
+Plain C without PyTorch headers compiles in about a second, so nothing is built at install time and a
+machine without a compiler loses only speed: :func:`available` is then False and the ops run their eager
+PyTorch path, which gives the same values (tests compare the two, with gradients).
+
+- Cache: ``$MTNET_NATIVE_CACHE``, else ``$XDG_CACHE_HOME/mtnet_plugin`` (``~/.cache/mtnet_plugin``); one
+  shared object per source, flags, compiler and CPU (it is built with ``-march=native``), written to a
+  temporary name and renamed, so concurrent processes (DDP ranks) never load a half-written file.
+- ``MTNET_NATIVE=0`` switches the kernel off (eager everywhere); ``CC`` names the compiler (default ``cc``).
+- Threads: the planes are split into ``torch.get_num_threads()`` chunks; ctypes releases the GIL, so the
+  chunks run in parallel in a small thread pool.
+"""
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SOURCES = tuple(Path(__file__).resolve().parent / "csrc" / name for name in ("softpool.c", "resize.c"))
+# -ffinite-math-only lets fmaxf become a vector max (see softpool.c); the code never tests for NaN or inf.
+FLAGS = ("-O3", "-march=native", "-ffinite-math-only", "-fno-math-errno", "-fno-trapping-math", "-mprefer-vector-width=256", "-fPIC", "-shared")
+MIN_PARALLEL_ELEMENTS = 1 << 16  # below this, one thread: the pool's hand-off costs more than it saves
+
+_lock = threading.Lock()
+_state = {"lib": None, "tried": False, "reason": "not built yet"}
+_pool = {"pid": None, "executor": None, "workers": 0}
+
+_I64 = ctypes.c_int64
+_PTR = ctypes.c_void_p
+_FORWARD_ARGS = [_PTR, _PTR, _PTR] + [_I64] * 12
+_BACKWARD_ARGS = [_PTR, _PTR, _PTR, _PTR] + [_I64] * 13
+
+
+def _cpu_id() -> str:
+    """The model name and feature flags of the first CPU (the -march=native build depends on them)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    keep = [ln for ln in lines if ln.split(":")[0].strip() in ("model name", "flags")]
+    return "\n".join(keep[:2])
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("MTNET_NATIVE_CACHE"):
+        return Path(os.environ["MTNET_NATIVE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mtnet_plugin"
+
+
+def _compile(cc: str, target: Path) -> None:
+    """Compile SOURCES to ``target`` atomically (temporary file in the same folder, then rename)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=str(target.parent))
+    os.close(fd)
+    try:
+        cmd = [cc, *FLAGS, "-o", tmp, *(str(s) for s in SOURCES)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()[-500:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load() -> Optional[ctypes.CDLL]:
+    if os.environ.get("MTNET_NATIVE", "1") == "0":
+        raise RuntimeError("switched off by MTNET_NATIVE=0")
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    if cc is None:
+        raise RuntimeError(f"no C compiler ({os.environ.get('CC', 'cc')!r} not on PATH)")
+    parts = [s.read_bytes() for s in SOURCES] + [" ".join(FLAGS).encode(), cc.encode(), _cpu_id().encode()]
+    digest = hashlib.sha256(b"".join(p + b"\0" for p in parts)).hexdigest()[:16]
+    target = _cache_dir() / f"kernels-{digest}.so"
+    if not target.exists():
+        try:
+            _compile(cc, target)
+        except PermissionError:  # unwritable cache: build in a private temporary folder instead
+            target = Path(tempfile.mkdtemp(prefix="mtnet_native_")) / target.name
+            _compile(cc, target)
+    lib = ctypes.CDLL(str(target))
+    lib.softpool2d_forward_f32.argtypes = _FORWARD_ARGS
+    lib.softpool2d_forward_f32.restype = None
+    lib.softpool2d_backward_f32.argtypes = _BACKWARD_ARGS
+    lib.softpool2d_backward_f32.restype = None
+    for name in ("trilinear_forward_f32", "trilinear_backward_f32"):
+        getattr(lib, name).argtypes = [_PTR, _PTR] + [_I64] * 8
+        getattr(lib, name).restype = ctypes.c_int
+    return lib
+
+
+def library() -> Optional[ctypes.CDLL]:
+    """The loaded kernel library, building it on the first call; None when it cannot be had (see :func:`reason`)."""
+    if _state["tried"]:
+        return _state["lib"]
+    with _lock:
+        if not _state["tried"]:
+            try:
+                _state["lib"], _state["reason"] = _load(), "loaded"
+            except Exception as exc:  # any failure means: use the eager path
+                _state["lib"], _state["reason"] = None, str(exc)
+                logger.info("fused CPU SoftPool unavailable, using eager PyTorch ops: %s", exc)
+            _state["tried"] = True
+    return _state["lib"]
+
+
+def available() -> bool:
+    """Whether the fused CPU kernel can run here (builds it on the first call)."""
+    return library() is not None
+
+
+def reason() -> str:
+    """Why the kernel is (not) in use: "loaded", or the error that stopped it."""
+    library()
+    return _state["reason"]
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    if _pool["pid"] != os.getpid() or _pool["workers"] < workers:  # new after fork or more threads
+        _pool.update(pid=os.getpid(), executor=ThreadPoolExecutor(workers, thread_name_prefix="mtnet_native"),
+                     workers=workers)
+    return _pool["executor"]
+
+
+def _run_planes(fn, args, planes: int, elements: int) -> None:
+    """Call ``fn(*args, begin, end)`` over [0, planes), split across torch's thread count; raise MemoryError
+    if a call returns nonzero (the resize kernel's out-of-memory report)."""
+    threads = min(torch.get_num_threads(), planes)
+    if threads <= 1 or elements < MIN_PARALLEL_ELEMENTS:
+        codes = [fn(*args, 0, planes)]
+    else:
+        bounds = [planes * i // threads for i in range(threads + 1)]
+        futures = [_executor(threads - 1).submit(fn, *args, b, e) for b, e in zip(bounds[1:-1], bounds[2:])]
+        codes = [fn(*args, bounds[0], bounds[1])] + [f.result() for f in futures]
+    if any(codes):
+        raise MemoryError(f"{fn.__name__}: the C kernel could not allocate its scratch buffers")
+
+
+def _geometry(x: torch.Tensor, frames: Optional[torch.Tensor]):
+    n, c, t, h, w = (int(s) for s in x.shape)
+    kh, kw = (2 if h > 1 else 1), (2 if w > 1 else 1)
+    t_out = int(frames.shape[1]) if frames is not None else t
+    return n, c, t, h, w, kh, kw, t_out
+
+
+def _inputs(x: torch.Tensor, frames: Optional[torch.Tensor]):
+    """x with unit W stride (a copy only if needed), frames as contiguous int64 (or None), their pointers."""
+    if x.shape[4] > 1 and x.stride(4) != 1:  # the kernel steps W by 1 and everything else by stride
+        x = x.contiguous()
+    if frames is not None:
+        frames = frames.to(torch.int64).contiguous()
+    return x, frames, (frames.data_ptr() if frames is not None else None)
+
+
+def softpool2d_forward(x: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """SoftPool over 2x2 windows of each frame of fp32 CPU x (N, C, T, H, W) (Eq. 5), of the frames
+    ``frames`` (N, T') per sample when given (Eq. 4's T() fused in). Returns (N, C, T' or T, H', W')."""
+    lib = library()
+    x, frames, fptr = _inputs(x, frames)
+    n, c, t, h, w, kh, kw, t_out = _geometry(x, frames)
+    out = torch.empty((n, c, t_out, (h + kh - 1) // kh, (w + kw - 1) // kw), dtype=x.dtype)
+    sn, sc, st, sh, _ = x.stride()
+    args = (x.data_ptr(), out.data_ptr(), fptr, c, t_out, h, w, sn, sc, st, sh, kh, kw)
+    _run_planes(lib.softpool2d_forward_f32, args, n * c * t_out, n * c * t_out * h * w)
+    return out
+
+
+def softpool2d_backward(x: torch.Tensor, grad: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Gradient of :func:`softpool2d_forward` w.r.t. x, ``g_i = grad w_i (1 + x_i - out)``; frames not
+    selected get zero. ``frames`` must hold distinct frames per sample (the selection's do)."""
+    lib = library()
+    x, frames, fptr = _inputs(x, frames)
+    n, c, t, h, w, kh, kw, t_out = _geometry(x, frames)
+    grad = grad.contiguous()
+    grad_x = (torch.zeros if frames is not None else torch.empty)((n, c, t, h, w), dtype=x.dtype)
+    sn, sc, st, sh, _ = x.stride()
+    args = (x.data_ptr(), grad.data_ptr(), grad_x.data_ptr(), fptr, c, t, t_out, h, w, sn, sc, st, sh, kh, kw)
+    _run_planes(lib.softpool2d_backward_f32, args, n * c * t_out, n * c * t_out * h * w)
+    return grad_x
+
+
+def trilinear_forward(x: torch.Tensor, size) -> torch.Tensor:
+    """Trilinear resize of fp32 CPU x (N, C, t, h, w) to ``size`` (T, H, W), align_corners=False: the values of
+    ``F.interpolate(x, size, mode="trilinear")`` up to float rounding. Returns (N, C, T, H, W)."""
+    lib = library()
+    x = x.contiguous()
+    n, c, t, h, w = (int(s) for s in x.shape)
+    to, ho, wo = (int(s) for s in size)
+    out = torch.empty((n, c, to, ho, wo), dtype=x.dtype)
+    args = (x.data_ptr(), out.data_ptr(), t, h, w, to, ho, wo)
+    _run_planes(lib.trilinear_forward_f32, args, n * c, n * c * to * ho * wo)
+    return out
+
+
+def trilinear_backward(grad: torch.Tensor, in_size) -> torch.Tensor:
+    """Gradient of :func:`trilinear_forward` w.r.t. its input of size ``in_size`` (t, h, w), given grad
+    (N, C, T, H, W). Returns (N, C, t, h, w)."""
+    lib = library()
+    grad = grad.contiguous()
+    n, c, to, ho, wo = (int(s) for s in grad.shape)
+    t, h, w = (int(s) for s in in_size)
+    grad_x = torch.empty((n, c, t, h, w), dtype=grad.dtype)
+    args = (grad.data_ptr(), grad_x.data_ptr(), t, h, w, to, ho, wo)
+    _run_planes(lib.trilinear_backward_f32, args, n * c, n * c * to * ho * wo)
+    return grad_x
