@@ -2,6 +2,8 @@
 
 - SoftPool (Eq. 5) and the pooling alternatives of Table VIc: :mod:`.softpool`, :mod:`.pooling`.
 - Temporal triplet cosine frame selection (Eq. 6-7): :mod:`.frame_select`.
+- Trilinear resize, the I() of Eq. 3: :mod:`.resize`.
+- Fused CPU kernels for SoftPool and the resize (plain C, built on first use; eager fallback): :mod:`.native`.
 - ``fp32_region(x)`` / ``compute_dtype(x)``: the fp32-under-autocast rule (spec #19) for layers to reuse.
 """
 from ._windows import compute_dtype, fp32_region
@@ -14,6 +16,7 @@ from .pooling import (
     pool_symmetric,
     stochastic_pool_spatial,
 )
+from .resize import trilinear_resize
 from .softpool import softpool_spatial, softpool_symmetric
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "softpool_spatial",
     "softpool_symmetric",
     "stochastic_pool_spatial",
+    "trilinear_resize",
     "triplet_cosine_select",
     "triplet_scores",
 ]
