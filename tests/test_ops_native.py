@@ -208,7 +208,7 @@ def test_non_contiguous_input_equals_contiguous_copy(name):
         # same per-window arithmetic: only the addresses differ (tiny tolerance for a compiler's epilogue)
         torch.testing.assert_close(native.softpool2d_forward(view, idx), native.softpool2d_forward(dense, idx),
                                    rtol=1e-6, atol=1e-6)
-        g = torch.randn((view.shape[0], view.shape[1], 3 if idx is None else 2) + tuple(
+        g = torch.randn((view.shape[0], view.shape[1], view.shape[2] if idx is None else 2) + tuple(
             math.ceil(s / 2) for s in view.shape[3:]), generator=_gen(15))
         torch.testing.assert_close(native.softpool2d_backward(view, g, idx),
                                    native.softpool2d_backward(dense, g, idx), rtol=1e-6, atol=1e-6)
@@ -508,3 +508,13 @@ def test_mtconv_kernel_equals_eager(monkeypatch, kernel, groups, n):
     m = MTConv(8, 8, kernel, padding=kernel // 2, groups=groups, delta=0.875).train()
     assert m.prolonged_channels == 1
     _compare_paths(monkeypatch, m, (torch.randn(n, 8, 6, 10, 10, generator=_gen(29)),))
+
+
+@needs_kernel
+def test_backward_rejects_a_gradient_of_the_wrong_shape():
+    # The kernel reads grad by the sizes x implies: a wrong gradient is an error, never a read past its end.
+    x = torch.randn(1, 2, 4, 6, 6)
+    with pytest.raises(ValueError, match="expected"):
+        native.softpool2d_backward(x, torch.randn(1, 2, 3, 3, 3))
+    with pytest.raises(ValueError, match="expected"):
+        native.softpool2d_backward(x, torch.randn(1, 2, 3, 3, 3), torch.tensor([[1, 2]]))

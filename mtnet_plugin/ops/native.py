@@ -187,6 +187,9 @@ def softpool2d_backward(x: torch.Tensor, grad: torch.Tensor, frames: Optional[to
     x, frames, fptr = _inputs(x, frames)
     n, c, t, h, w, kh, kw, t_out = _geometry(x, frames)
     grad = grad.contiguous()
+    expected = (n, c, t_out, (h + kh - 1) // kh, (w + kw - 1) // kw)
+    if tuple(grad.shape) != expected:  # the kernel reads grad by these sizes: never past its end
+        raise ValueError(f"softpool2d_backward: grad has shape {tuple(grad.shape)}, expected {expected}")
     grad_x = (torch.zeros if frames is not None else torch.empty)((n, c, t, h, w), dtype=x.dtype)
     sn, sc, st, sh, _ = x.stride()
     args = (x.data_ptr(), grad.data_ptr(), grad_x.data_ptr(), fptr, c, t, t_out, h, w, sn, sc, st, sh, kh, kw)
@@ -194,27 +197,27 @@ def softpool2d_backward(x: torch.Tensor, grad: torch.Tensor, frames: Optional[to
     return grad_x
 
 
+def _trilinear(name: str, src: torch.Tensor, small, large, backward: bool) -> torch.Tensor:
+    """Run kernel ``name`` on src into a new (N, C, *size) tensor, size = ``small`` (backward) or ``large``;
+    ``small`` is the resize's input size (t, h, w) and ``large`` its output size (T, H, W)."""
+    src = src.contiguous()
+    n, c = int(src.shape[0]), int(src.shape[1])
+    dst_size = small if backward else large
+    dst = torch.empty((n, c, *dst_size), dtype=src.dtype)
+    args = (src.data_ptr(), dst.data_ptr(), *small, *large)
+    _run_planes(getattr(library(), name), args, n * c, n * c * large[0] * large[1] * large[2])
+    return dst
+
+
 def trilinear_forward(x: torch.Tensor, size) -> torch.Tensor:
     """Trilinear resize of fp32 CPU x (N, C, t, h, w) to ``size`` (T, H, W), align_corners=False: the values of
     ``F.interpolate(x, size, mode="trilinear")`` up to float rounding. Returns (N, C, T, H, W)."""
-    lib = library()
-    x = x.contiguous()
-    n, c, t, h, w = (int(s) for s in x.shape)
-    to, ho, wo = (int(s) for s in size)
-    out = torch.empty((n, c, to, ho, wo), dtype=x.dtype)
-    args = (x.data_ptr(), out.data_ptr(), t, h, w, to, ho, wo)
-    _run_planes(lib.trilinear_forward_f32, args, n * c, n * c * to * ho * wo)
-    return out
+    small, large = tuple(int(s) for s in x.shape[2:]), tuple(int(s) for s in size)
+    return _trilinear("trilinear_forward_f32", x, small, large, backward=False)
 
 
 def trilinear_backward(grad: torch.Tensor, in_size) -> torch.Tensor:
     """Gradient of :func:`trilinear_forward` w.r.t. its input of size ``in_size`` (t, h, w), given grad
     (N, C, T, H, W). Returns (N, C, t, h, w)."""
-    lib = library()
-    grad = grad.contiguous()
-    n, c, to, ho, wo = (int(s) for s in grad.shape)
-    t, h, w = (int(s) for s in in_size)
-    grad_x = torch.empty((n, c, t, h, w), dtype=grad.dtype)
-    args = (grad.data_ptr(), grad_x.data_ptr(), t, h, w, to, ho, wo)
-    _run_planes(lib.trilinear_backward_f32, args, n * c, n * c * to * ho * wo)
-    return grad_x
+    small, large = tuple(int(s) for s in in_size), tuple(int(s) for s in grad.shape[2:])
+    return _trilinear("trilinear_backward_f32", grad, small, large, backward=True)
