@@ -17,7 +17,7 @@ typedef struct {
 } taps;
 
 /* Source neighbours and weights of every output index of one dimension (PyTorch's float arithmetic). */
-static int taps_make(taps *tp, int64_t in, int64_t out) {
+static int taps_make(taps *tp, int64_t in, int64_t out) { /* 0, or -1 when memory ran out */
     tp->i0 = malloc(sizeof(int64_t) * out);
     tp->i1 = malloc(sizeof(int64_t) * out);
     tp->l0 = malloc(sizeof(float) * out);
@@ -43,6 +43,31 @@ static void taps_free(taps *tp) {
     free(tp->l1);
 }
 
+/* The three dimensions' taps and the two scratch buffers of one call: a (Ti, Hi, Wo), b (Ti, Ho, Wo). */
+typedef struct {
+    taps t, h, w;
+    float *a, *b;
+} plan;
+
+static void plan_free(plan *pl) {
+    taps_free(&pl->t);
+    taps_free(&pl->h);
+    taps_free(&pl->w);
+    free(pl->a);
+    free(pl->b);
+}
+
+/* 0, or -1 when memory ran out (then everything is freed). */
+static int plan_make(plan *pl, int64_t Ti, int64_t Hi, int64_t Wi, int64_t To, int64_t Ho, int64_t Wo) {
+    *pl = (plan){0};
+    pl->a = malloc(sizeof(float) * Ti * Hi * Wo);
+    pl->b = malloc(sizeof(float) * Ti * Ho * Wo);
+    if (pl->a && pl->b && !taps_make(&pl->t, Ti, To) && !taps_make(&pl->h, Hi, Ho) && !taps_make(&pl->w, Wi, Wo))
+        return 0;
+    plan_free(pl);
+    return -1;
+}
+
 /* y[k] = a * u[k] + b * v[k] over n contiguous elements. */
 static inline void blend(float *restrict y, const float *restrict u, const float *restrict v, float a, float b,
                          int64_t n) {
@@ -57,10 +82,11 @@ static inline void axpy(float *restrict y, const float *restrict u, float a, int
 /* Returns 0, or -1 when memory ran out (nothing written then). */
 int trilinear_forward_f32(const float *x, float *out, int64_t Ti, int64_t Hi, int64_t Wi, int64_t To, int64_t Ho,
                           int64_t Wo, int64_t p_begin, int64_t p_end) {
-    taps t = {0}, h = {0}, w = {0};
-    float *a = malloc(sizeof(float) * Ti * Hi * Wo), *b = malloc(sizeof(float) * Ti * Ho * Wo);
-    int ok = a && b && !taps_make(&t, Ti, To) && !taps_make(&h, Hi, Ho) && !taps_make(&w, Wi, Wo);
-    for (int64_t p = p_begin; ok && p < p_end; ++p) {
+    plan pl;
+    if (plan_make(&pl, Ti, Hi, Wi, To, Ho, Wo)) return -1;
+    const taps t = pl.t, h = pl.h, w = pl.w;
+    float *a = pl.a, *b = pl.b;
+    for (int64_t p = p_begin; p < p_end; ++p) {
         const float *xp = x + p * Ti * Hi * Wi;
         float *op = out + p * To * Ho * Wo;
         for (int64_t r = 0; r < Ti * Hi; ++r) { /* W: (Ti, Hi, Wi) -> (Ti, Hi, Wo) */
@@ -75,21 +101,18 @@ int trilinear_forward_f32(const float *x, float *out, int64_t Ti, int64_t Hi, in
         for (int64_t k = 0; k < To; ++k) /* T: -> (To, Ho, Wo) */
             blend(op + k * Ho * Wo, b + t.i0[k] * Ho * Wo, b + t.i1[k] * Ho * Wo, t.l0[k], t.l1[k], Ho * Wo);
     }
-    free(a);
-    free(b);
-    taps_free(&t);
-    taps_free(&h);
-    taps_free(&w);
-    return ok ? 0 : -1;
+    plan_free(&pl);
+    return 0;
 }
 
 /* grad_x = the adjoint of the forward applied to grad (contiguous (P, To, Ho, Wo)); grad_x is overwritten. */
 int trilinear_backward_f32(const float *grad, float *grad_x, int64_t Ti, int64_t Hi, int64_t Wi, int64_t To,
                            int64_t Ho, int64_t Wo, int64_t p_begin, int64_t p_end) {
-    taps t = {0}, h = {0}, w = {0};
-    float *a = malloc(sizeof(float) * Ti * Hi * Wo), *b = malloc(sizeof(float) * Ti * Ho * Wo);
-    int ok = a && b && !taps_make(&t, Ti, To) && !taps_make(&h, Hi, Ho) && !taps_make(&w, Wi, Wo);
-    for (int64_t p = p_begin; ok && p < p_end; ++p) {
+    plan pl;
+    if (plan_make(&pl, Ti, Hi, Wi, To, Ho, Wo)) return -1;
+    const taps t = pl.t, h = pl.h, w = pl.w;
+    float *a = pl.a, *b = pl.b;
+    for (int64_t p = p_begin; p < p_end; ++p) {
         const float *gp = grad + p * To * Ho * Wo;
         float *gx = grad_x + p * Ti * Hi * Wi;
         for (int64_t k = 0; k < Ti * Ho * Wo; ++k) b[k] = 0.0f;
@@ -113,10 +136,6 @@ int trilinear_backward_f32(const float *grad, float *grad_x, int64_t Ti, int64_t
             }
         }
     }
-    free(a);
-    free(b);
-    taps_free(&t);
-    taps_free(&h);
-    taps_free(&w);
-    return ok ? 0 : -1;
+    plan_free(&pl);
+    return 0;
 }

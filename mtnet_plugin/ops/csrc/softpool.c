@@ -69,6 +69,31 @@ static inline float poison(float v, int32_t bad) {
     return v;
 }
 
+/* Eq. 5 on one window of four values: the shifted values d_i = x_i - m, their weights e_i (times w_i: 1, or 0
+ * for a missing element of an edge window, which repeats element 0), their sum, q = out - m, m itself, and
+ * whether a value is inf or NaN. Inlined into every vectorised loop. */
+typedef struct {
+    float d[4], e[4], den, q, m;
+    int32_t bad;
+} window4;
+
+static inline window4 softpool4(float a, float b, float c, float d, float wb, float wc, float wd) {
+    window4 r;
+    r.bad = nonfinite(a) | nonfinite(b) | nonfinite(c) | nonfinite(d);
+    r.m = max2(max2(a, b), max2(c, d));
+    r.d[0] = shifted(a, r.m), r.d[1] = shifted(b, r.m), r.d[2] = shifted(c, r.m), r.d[3] = shifted(d, r.m);
+    r.e[0] = exp_nonpos(r.d[0]), r.e[1] = wb * exp_nonpos(r.d[1]);
+    r.e[2] = wc * exp_nonpos(r.d[2]), r.e[3] = wd * exp_nonpos(r.d[3]);
+    r.den = r.e[0] + r.e[1] + r.e[2] + r.e[3];
+    r.q = (r.e[0] * r.d[0] + r.e[1] * r.d[1] + r.e[2] * r.d[2] + r.e[3] * r.d[3]) / r.den;
+    return r;
+}
+
+/* The gradient of window r's element k, grad * w_k * (1 + x_k - out) (SoftPool's Eq. 6), w_k = e_k / den. */
+static inline float softpool4_grad(const window4 *r, float grad, int k) {
+    return poison(grad / r->den, r->bad) * r->e[k] * (1.0f + (r->d[k] - r->q));
+}
+
 /* Forward of one window of up to 4 elements: out = sum_i e_i x_i / sum_i e_i, e_i = exp(x_i - max). */
 static inline float window_fwd(const float *v, int n) {
     float m = v[0];
@@ -151,13 +176,8 @@ static void rows_forward(const geometry *g, const float *restrict in, float *res
         if (g->kh == 2 && g->kw == 2 && i < Hf) { /* the bulk: full 2x2 windows, vectorised along W */
             const float *restrict r0 = in + 2 * i * sH, *restrict r1 = r0 + sH;
             for (int64_t j = 0; j < Wf; ++j) {
-                float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
-                int32_t bad = nonfinite(a) | nonfinite(b) | nonfinite(c) | nonfinite(d);
-                float m = max2(max2(a, b), max2(c, d));
-                a = shifted(a, m), b = shifted(b, m), c = shifted(c, m), d = shifted(d, m);
-                float ea = exp_nonpos(a), eb = exp_nonpos(b), ec = exp_nonpos(c), ed = exp_nonpos(d);
-                float out = m + (ea * a + eb * b + ec * c + ed * d) / (ea + eb + ec + ed);
-                oi[j] = poison(out, bad);
+                window4 r = softpool4(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1], 1.0f, 1.0f, 1.0f);
+                oi[j] = poison(r.m + r.q, r.bad);
             }
             j0 = Wf;
         }
@@ -182,18 +202,11 @@ static void rows_backward(const geometry *g, const float *restrict in, const flo
             const float *restrict r0 = in + 2 * i * sH, *restrict r1 = r0 + sH;
             float *restrict q0 = gx + 2 * i * W, *restrict q1 = q0 + W;
             for (int64_t j = 0; j < Wf; ++j) {
-                float a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
-                int32_t bad = nonfinite(a) | nonfinite(b) | nonfinite(c) | nonfinite(d);
-                float m = max2(max2(a, b), max2(c, d));
-                a = shifted(a, m), b = shifted(b, m), c = shifted(c, m), d = shifted(d, m);
-                float ea = exp_nonpos(a), eb = exp_nonpos(b), ec = exp_nonpos(c), ed = exp_nonpos(d);
-                float den = ea + eb + ec + ed;
-                float q = (ea * a + eb * b + ec * c + ed * d) / den, s = gi[j] / den; /* q = out - m */
-                s = poison(s, bad);
-                q0[2 * j] = s * ea * (1.0f + (a - q));
-                q0[2 * j + 1] = s * eb * (1.0f + (b - q));
-                q1[2 * j] = s * ec * (1.0f + (c - q));
-                q1[2 * j + 1] = s * ed * (1.0f + (d - q));
+                window4 r = softpool4(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1], 1.0f, 1.0f, 1.0f);
+                q0[2 * j] = softpool4_grad(&r, gi[j], 0);
+                q0[2 * j + 1] = softpool4_grad(&r, gi[j], 1);
+                q1[2 * j] = softpool4_grad(&r, gi[j], 2);
+                q1[2 * j + 1] = softpool4_grad(&r, gi[j], 3);
             }
             j0 = Wf;
         }
@@ -237,14 +250,8 @@ static void lanes_forward(const geometry *g, const float *restrict buf, float *r
             const float *e0 = buf + off[0], *e1 = buf + off[1], *e2 = buf + off[2], *e3 = buf + off[3];
             float *restrict o = obuf + (i * W2 + j) * LANES;
             for (int l = 0; l < LANES; ++l) { /* one vector: window (i, j) of LANES planes */
-                float a = e0[l], b = e1[l], c = e2[l], d = e3[l];
-                int32_t bad = nonfinite(a) | nonfinite(b) | nonfinite(c) | nonfinite(d);
-                float m = max2(max2(a, b), max2(c, d));
-                a = shifted(a, m), b = shifted(b, m), c = shifted(c, m), d = shifted(d, m);
-                float ea = exp_nonpos(a), eb = wt[1] * exp_nonpos(b);
-                float ec = wt[2] * exp_nonpos(c), ed = wt[3] * exp_nonpos(d);
-                float out = m + (ea * a + eb * b + ec * c + ed * d) / (ea + eb + ec + ed);
-                o[l] = poison(out, bad);
+                window4 r = softpool4(e0[l], e1[l], e2[l], e3[l], wt[1], wt[2], wt[3]);
+                o[l] = poison(r.m + r.q, r.bad);
             }
         }
 }
@@ -263,19 +270,11 @@ static void lanes_backward(const geometry *g, const float *restrict buf, const f
             float *restrict q2 = n > 2 ? gxbuf + off[2] : sink[1], *restrict q3 = n > 3 ? gxbuf + off[3] : sink[2];
             const float *gi = gbuf + (i * W2 + j) * LANES;
             for (int l = 0; l < LANES; ++l) {
-                float a = e0[l], b = e1[l], c = e2[l], d = e3[l];
-                int32_t bad = nonfinite(a) | nonfinite(b) | nonfinite(c) | nonfinite(d);
-                float m = max2(max2(a, b), max2(c, d));
-                a = shifted(a, m), b = shifted(b, m), c = shifted(c, m), d = shifted(d, m);
-                float ea = exp_nonpos(a), eb = wt[1] * exp_nonpos(b);
-                float ec = wt[2] * exp_nonpos(c), ed = wt[3] * exp_nonpos(d);
-                float den = ea + eb + ec + ed;
-                float q = (ea * a + eb * b + ec * c + ed * d) / den, s = gi[l] / den; /* q = out - m */
-                s = poison(s, bad);
-                q3[l] = s * ed * (1.0f + (d - q));
-                q2[l] = s * ec * (1.0f + (c - q));
-                q1[l] = s * eb * (1.0f + (b - q));
-                q0[l] = s * ea * (1.0f + (a - q));
+                window4 r = softpool4(e0[l], e1[l], e2[l], e3[l], wt[1], wt[2], wt[3]);
+                q0[l] = softpool4_grad(&r, gi[l], 0);
+                q1[l] = softpool4_grad(&r, gi[l], 1);
+                q2[l] = softpool4_grad(&r, gi[l], 2);
+                q3[l] = softpool4_grad(&r, gi[l], 3);
             }
         }
 }
