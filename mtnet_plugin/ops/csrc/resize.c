@@ -5,11 +5,13 @@
  *
  * Separable, per (n, c) plane: W first (the only pass that gathers; it runs on the smallest tensor, the input
  * rows), then H, then T, the last two as weighted sums of whole contiguous rows / frames that the compiler
- * vectorises. The backward applies the transposed passes in reverse order. Planes are contiguous; callers
- * split [p_begin, p_end) across threads.
+ * vectorises. The backward applies the transposed passes in reverse order. Planes are contiguous; the entry
+ * points split [p_begin, p_end) across `threads` OpenMP threads (parallel.h), each with its own scratch.
  */
 #include <stdint.h>
 #include <stdlib.h>
+
+#include "parallel.h"
 
 typedef struct {
     int64_t *i0, *i1;
@@ -79,9 +81,8 @@ static inline void axpy(float *restrict y, const float *restrict u, float a, int
     for (int64_t k = 0; k < n; ++k) y[k] += a * u[k];
 }
 
-/* Returns 0, or -1 when memory ran out (nothing written then). */
-int trilinear_forward_f32(const float *x, float *out, int64_t Ti, int64_t Hi, int64_t Wi, int64_t To, int64_t Ho,
-                          int64_t Wo, int64_t p_begin, int64_t p_end) {
+static int forward_range(const float *x, float *out, int64_t Ti, int64_t Hi, int64_t Wi, int64_t To, int64_t Ho,
+                         int64_t Wo, int64_t p_begin, int64_t p_end) {
     plan pl;
     if (plan_make(&pl, Ti, Hi, Wi, To, Ho, Wo)) return -1;
     const taps t = pl.t, h = pl.h, w = pl.w;
@@ -105,9 +106,8 @@ int trilinear_forward_f32(const float *x, float *out, int64_t Ti, int64_t Hi, in
     return 0;
 }
 
-/* grad_x = the adjoint of the forward applied to grad (contiguous (P, To, Ho, Wo)); grad_x is overwritten. */
-int trilinear_backward_f32(const float *grad, float *grad_x, int64_t Ti, int64_t Hi, int64_t Wi, int64_t To,
-                           int64_t Ho, int64_t Wo, int64_t p_begin, int64_t p_end) {
+static int backward_range(const float *grad, float *grad_x, int64_t Ti, int64_t Hi, int64_t Wi, int64_t To,
+                          int64_t Ho, int64_t Wo, int64_t p_begin, int64_t p_end) {
     plan pl;
     if (plan_make(&pl, Ti, Hi, Wi, To, Ho, Wo)) return -1;
     const taps t = pl.t, h = pl.h, w = pl.w;
@@ -138,4 +138,33 @@ int trilinear_backward_f32(const float *grad, float *grad_x, int64_t Ti, int64_t
     }
     plan_free(&pl);
     return 0;
+}
+
+/* ---- entry points: 0, or -1 when memory ran out ---- */
+
+int trilinear_forward_f32(const float *x, float *out, int64_t Ti, int64_t Hi, int64_t Wi, int64_t To, int64_t Ho,
+                          int64_t Wo, int64_t p_begin, int64_t p_end, int64_t threads) {
+    int failed = 0;
+    (void)threads; /* unused without OpenMP */
+#pragma omp parallel num_threads((int)threads) if (threads > 1) reduction(| : failed)
+    {
+        int64_t b, e;
+        thread_chunk(p_begin, p_end, &b, &e);
+        failed |= forward_range(x, out, Ti, Hi, Wi, To, Ho, Wo, b, e) != 0;
+    }
+    return failed ? -1 : 0;
+}
+
+/* grad_x = the adjoint of the forward applied to grad (contiguous (P, To, Ho, Wo)); grad_x is overwritten. */
+int trilinear_backward_f32(const float *grad, float *grad_x, int64_t Ti, int64_t Hi, int64_t Wi, int64_t To,
+                           int64_t Ho, int64_t Wo, int64_t p_begin, int64_t p_end, int64_t threads) {
+    int failed = 0;
+    (void)threads; /* unused without OpenMP */
+#pragma omp parallel num_threads((int)threads) if (threads > 1) reduction(| : failed)
+    {
+        int64_t b, e;
+        thread_chunk(p_begin, p_end, &b, &e);
+        failed |= backward_range(grad, grad_x, Ti, Hi, Wi, To, Ho, Wo, b, e) != 0;
+    }
+    return failed ? -1 : 0;
 }

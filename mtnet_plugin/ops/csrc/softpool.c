@@ -11,7 +11,8 @@
  *
  * A "plane" is one (n, c, output frame) of the output, contiguous (N, C, T_out, H2, W2). Its input frame is
  * frames[n * T_out + j] when frames is given (the T() of Eq. 4 fused into the pooling), else j. The input is
- * read through strides (in elements; W has stride 1). Callers split [p_begin, p_end) across threads.
+ * read through strides (in elements; W has stride 1). The entry points split [p_begin, p_end) across
+ * `threads` OpenMP threads (parallel.h).
  *
  * Two layouts of the work: a wide plane is pooled row by row, the compiler vectorising along W; small planes
  * (the late stages' 14x14 and 7x7, whose rows are shorter than a vector) are pooled LANES planes at a time,
@@ -20,6 +21,8 @@
  */
 #include <stdint.h>
 #include <string.h>
+
+#include "parallel.h"
 
 /* e^d for d <= 0 (d is a logit minus its window max): Cody-Waite reduction d = k ln2 + r, |r| <= ln2 / 2,
  * and a degree-7 Taylor polynomial of e^r (relative error < 2e-8, below float rounding). Written without
@@ -183,7 +186,7 @@ static void rows_forward(const geometry *g, const float *restrict in, float *res
         }
         for (int64_t j = j0; j < W2; ++j) { /* edges and 1-wide windows */
             int64_t rows[4], cols[4];
-            float v[4];
+            float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
             int n = window_cells(g, i, j, rows, cols);
             for (int k = 0; k < n; ++k) v[k] = in[rows[k] * sH + cols[k]];
             oi[j] = window_fwd(v, n);
@@ -212,7 +215,7 @@ static void rows_backward(const geometry *g, const float *restrict in, const flo
         }
         for (int64_t j = j0; j < W2; ++j) {
             int64_t rows[4], cols[4];
-            float v[4], gv[4];
+            float v[4] = {0.0f, 0.0f, 0.0f, 0.0f}, gv[4];
             int n = window_cells(g, i, j, rows, cols);
             for (int k = 0; k < n; ++k) v[k] = in[rows[k] * sH + cols[k]];
             window_bwd(v, n, gi[j], gv);
@@ -279,56 +282,95 @@ static void lanes_backward(const geometry *g, const float *restrict buf, const f
         }
 }
 
-/* ---- entry points ---- */
+/* ---- plane ranges ---- */
 
-void softpool2d_forward_f32(const float *x, float *out, const int64_t *frames, int64_t C, int64_t T_out,
-                            int64_t H, int64_t W, int64_t sN, int64_t sC, int64_t sT, int64_t sH, int64_t kh,
-                            int64_t kw, int64_t p_begin, int64_t p_end) {
-    geometry g = {x, frames, C, 0, T_out, H, W, sN, sC, sT, sH, kh, kw};
-    const int64_t plane_out = ((H + kh - 1) / kh) * ((W + kw - 1) / kw);
-    int64_t t, p = p_begin;
-    if (is_small(&g)) {
-        float buf[SMALL_PLANE * LANES], obuf[SMALL_PLANE * LANES];
-        for (; p < p_end; p += LANES) {
-            const float *ins[LANES];
-            int lanes = p_end - p < LANES ? (int)(p_end - p) : LANES;
-            for (int l = 0; l < LANES; ++l) ins[l] = plane_input(&g, p + (l < lanes ? l : 0), &t);
-            lanes_load(&g, ins, buf);
-            lanes_forward(&g, buf, obuf);
-            for (int l = 0; l < lanes; ++l)
-                for (int64_t q = 0; q < plane_out; ++q) out[(p + l) * plane_out + q] = obuf[q * LANES + l];
-        }
+static void forward_range(const geometry *g, float *out, int64_t p, int64_t p_end) {
+    const int64_t plane_out = ((g->H + g->kh - 1) / g->kh) * ((g->W + g->kw - 1) / g->kw);
+    int64_t t;
+    if (!is_small(g)) {
+        for (; p < p_end; ++p) rows_forward(g, plane_input(g, p, &t), out + p * plane_out);
         return;
     }
-    for (; p < p_end; ++p) rows_forward(&g, plane_input(&g, p, &t), out + p * plane_out);
+    float buf[SMALL_PLANE * LANES], obuf[SMALL_PLANE * LANES]; /* on the stack: 64 KB, first-touched once */
+    for (; p < p_end; p += LANES) {
+        const float *ins[LANES];
+        int lanes = p_end - p < LANES ? (int)(p_end - p) : LANES;
+        for (int l = 0; l < LANES; ++l) ins[l] = plane_input(g, p + (l < lanes ? l : 0), &t);
+        lanes_load(g, ins, buf);
+        lanes_forward(g, buf, obuf);
+        for (int l = 0; l < lanes; ++l)
+            for (int64_t q = 0; q < plane_out; ++q) out[(p + l) * plane_out + q] = obuf[q * LANES + l];
+    }
+}
+
+static void backward_range(const geometry *g, const float *grad, float *grad_x, int64_t p, int64_t p_end) {
+    const int64_t plane_out = ((g->H + g->kh - 1) / g->kh) * ((g->W + g->kw - 1) / g->kw), plane_in = g->H * g->W;
+    int64_t t;
+    if (!is_small(g)) {
+        for (; p < p_end; ++p)
+            rows_backward(g, plane_input(g, p, &t), grad + p * plane_out, grad_x + grad_plane_offset(g, p));
+        return;
+    }
+    /* On the stack (96 KB): a malloc'd buffer this size is returned to the system at free and page-faults anew
+     * on every call, which made this path 4x slower. */
+    float buf[SMALL_PLANE * LANES], gbuf[SMALL_PLANE * LANES], gxbuf[SMALL_PLANE * LANES];
+    for (; p < p_end; p += LANES) {
+        const float *ins[LANES];
+        int lanes = p_end - p < LANES ? (int)(p_end - p) : LANES;
+        for (int l = 0; l < LANES; ++l) ins[l] = plane_input(g, p + (l < lanes ? l : 0), &t);
+        lanes_load(g, ins, buf);
+        for (int l = 0; l < LANES; ++l)
+            for (int64_t q = 0; q < plane_out; ++q) gbuf[q * LANES + l] = grad[(p + (l < lanes ? l : 0)) * plane_out + q];
+        lanes_backward(g, buf, gbuf, gxbuf);
+        for (int l = 0; l < lanes; ++l) {
+            float *gx = grad_x + grad_plane_offset(g, p + l);
+            for (int64_t q = 0; q < plane_in; ++q) gx[q] = gxbuf[q * LANES + l];
+        }
+    }
+}
+
+/* ---- entry points: they return 0 (an int, like the resize kernel's, which can run out of memory) ---- */
+
+int softpool2d_forward_f32(const float *x, float *out, const int64_t *frames, int64_t C, int64_t T_out, int64_t H,
+                           int64_t W, int64_t sN, int64_t sC, int64_t sT, int64_t sH, int64_t kh, int64_t kw,
+                           int64_t p_begin, int64_t p_end, int64_t threads) {
+    const geometry g = {x, frames, C, 0, T_out, H, W, sN, sC, sT, sH, kh, kw};
+    (void)threads; /* unused without OpenMP */
+#pragma omp parallel num_threads((int)threads) if (threads > 1)
+    {
+        int64_t b, e;
+        thread_chunk(p_begin, p_end, &b, &e);
+        forward_range(&g, out, b, e);
+    }
+    return 0;
 }
 
 /* grad_x is contiguous (N, C, T_in, H, W); only the planes' frames are written (the caller zeroes it when
  * frames skip some). Frames of one sample must be distinct. */
-void softpool2d_backward_f32(const float *x, const float *grad, float *grad_x, const int64_t *frames, int64_t C,
-                             int64_t T_in, int64_t T_out, int64_t H, int64_t W, int64_t sN, int64_t sC, int64_t sT,
-                             int64_t sH, int64_t kh, int64_t kw, int64_t p_begin, int64_t p_end) {
-    geometry g = {x, frames, C, T_in, T_out, H, W, sN, sC, sT, sH, kh, kw};
-    const int64_t plane_out = ((H + kh - 1) / kh) * ((W + kw - 1) / kw), plane_in = H * W;
-    int64_t t, p = p_begin;
-    if (is_small(&g)) {
-        float buf[SMALL_PLANE * LANES], gbuf[SMALL_PLANE * LANES], gxbuf[SMALL_PLANE * LANES];
-        for (; p < p_end; p += LANES) {
-            const float *ins[LANES];
-            int lanes = p_end - p < LANES ? (int)(p_end - p) : LANES;
-            for (int l = 0; l < LANES; ++l) ins[l] = plane_input(&g, p + (l < lanes ? l : 0), &t);
-            lanes_load(&g, ins, buf);
-            for (int l = 0; l < LANES; ++l)
-                for (int64_t q = 0; q < plane_out; ++q)
-                    gbuf[q * LANES + l] = grad[(p + (l < lanes ? l : 0)) * plane_out + q];
-            lanes_backward(&g, buf, gbuf, gxbuf);
-            for (int l = 0; l < lanes; ++l) {
-                float *gx = grad_x + grad_plane_offset(&g, p + l);
-                for (int64_t q = 0; q < plane_in; ++q) gx[q] = gxbuf[q * LANES + l];
-            }
-        }
-        return;
+int softpool2d_backward_f32(const float *x, const float *grad, float *grad_x, const int64_t *frames, int64_t C,
+                            int64_t T_in, int64_t T_out, int64_t H, int64_t W, int64_t sN, int64_t sC, int64_t sT,
+                            int64_t sH, int64_t kh, int64_t kw, int64_t p_begin, int64_t p_end, int64_t threads) {
+    const geometry g = {x, frames, C, T_in, T_out, H, W, sN, sC, sT, sH, kh, kw};
+    (void)threads; /* unused without OpenMP */
+#pragma omp parallel num_threads((int)threads) if (threads > 1)
+    {
+        int64_t b, e;
+        thread_chunk(p_begin, p_end, &b, &e);
+        backward_range(&g, grad, grad_x, b, e);
     }
-    for (; p < p_end; ++p)
-        rows_backward(&g, plane_input(&g, p, &t), grad + p * plane_out, grad_x + grad_plane_offset(&g, p));
+    return 0;
+}
+
+/* The size of the team the entry points get for `threads` (1 without OpenMP): lets tests see the parallel path. */
+int team_size(int64_t threads) {
+    int size = 1;
+    (void)threads;
+#pragma omp parallel num_threads((int)threads) if (threads > 1)
+    {
+#ifdef _OPENMP
+#pragma omp single
+        size = omp_get_num_threads();
+#endif
+    }
+    return size;
 }
