@@ -442,6 +442,23 @@ def test_build_into_a_fresh_cache(monkeypatch, tmp_path):
     torch.testing.assert_close(native.softpool2d_forward(x).double(), _reference(x.double()), rtol=1e-5, atol=1e-5)
 
 
+
+@needs_kernel
+def test_a_damaged_cached_library_is_rebuilt(monkeypatch, tmp_path):
+    monkeypatch.setenv("MTNET_NATIVE_CACHE", str(tmp_path))
+    built = Path(native._load()._name)
+    built.unlink()  # a new file, not an overwrite: the library loaded here must keep its pages
+    built.write_bytes(b"not a shared object")  # e.g. a disk that failed under the cache
+    # A fresh process (this one has the path loaded already, and dlopen would hand that back).
+    code = ("import logging; logging.basicConfig(); import mtnet_plugin.ops.native as n; "
+            "lib = n._load(); print(lib._name, lib.team_size(1))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "rebuilding" in done.stderr and str(built) in done.stderr
+    assert done.stdout.split() == [str(built), "1"] and built.read_bytes()[:4] == b"\x7fELF"
+
+
 SUBPROCESS = """
 import sys, torch
 import mtnet_plugin.ops.native as native

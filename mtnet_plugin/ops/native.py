@@ -32,7 +32,7 @@ CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES = (CSRC / "softpool.c", CSRC / "resize.c")
 HEADERS = (CSRC / "parallel.h",)
 # -ffinite-math-only lets fmaxf become a vector max (softpool.c tests for inf and NaN by their bits instead);
-# 256-bit vectors measured faster than 512-bit ones here (shorter loops, no AVX-512 clock penalty).
+# 256-bit vectors: faster than gcc's 512-bit choice on wide planes here, equal on small ones (docs/benchmarks.md).
 FLAGS = ("-O3", "-march=native", "-ffinite-math-only", "-fno-math-errno", "-fno-trapping-math",
          "-mprefer-vector-width=256", "-fPIC", "-shared")
 OPENMP = ("-fopenmp",)
@@ -107,7 +107,13 @@ def _load() -> Optional[ctypes.CDLL]:
         except PermissionError:  # unwritable cache: build in a private temporary folder instead
             target = Path(tempfile.mkdtemp(prefix="mtnet_native_")) / target.name
             _compile(cc, target)
-    lib = ctypes.CDLL(str(target))
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as exc:  # a damaged cached file (it is written atomically, but disks fail): build it anew
+        logger.warning("cached kernel library %s does not load (%s); rebuilding it", target, exc)
+        target.unlink()
+        _compile(cc, target)
+        lib = ctypes.CDLL(str(target))
     for name, argtypes in _SIGNATURES.items():
         getattr(lib, name).argtypes = argtypes
         getattr(lib, name).restype = ctypes.c_int
@@ -125,7 +131,7 @@ def library() -> Optional[ctypes.CDLL]:
                 _state["lib"], _state["reason"] = _load(), "loaded"
             except Exception as exc:  # any failure means: use the eager path
                 _state["lib"], _state["reason"] = None, str(exc)
-                logger.info("fused CPU SoftPool unavailable, using eager PyTorch ops: %s", exc)
+                logger.info("fused CPU kernels (SoftPool, trilinear resize) unavailable, using eager PyTorch ops: %s", exc)
             _state["tried"] = True
     return _state["lib"]
 
