@@ -57,6 +57,10 @@ def test_report_has_the_documented_keys_and_consistent_ratios(tiny_models):
     assert sum(parts["share"].values()) == pytest.approx(1.0, abs=0.02)
     text = bm.format_report(report)
     assert "| MTNet_T/X3D_T |" in text and "| SoftPool |" in text
+    # Whether the C kernels ran is part of the record: they change MTNet's CPU timings.
+    from mtnet_plugin.ops import native
+
+    assert report["machine"]["cpu_kernels"] == native.reason() and f"C kernels: {native.reason()}" in text
 
 
 def test_peak_memory_sees_a_known_allocation():

@@ -48,6 +48,7 @@ from mtnet_plugin.engine.loader_benchmark import format_loader, loader_report
 from mtnet_plugin.layers import MTConv, SqueezeRecursion
 from mtnet_plugin.layers.prolonged import FrameSelect, SpatialPool, TrilinearResize
 from mtnet_plugin.models import PRESET_NAMES, preset, preset_input_shape
+from mtnet_plugin.ops import native
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ _LABEL = "bench_part::"
 
 
 def machine_info(device: torch.device) -> Dict[str, Any]:
-    """Machine description for the report: CPU model, cores, torch threads, load average, GPU name."""
+    """Machine description for the report: CPU model, cores, torch threads, load average, GPU name, and whether
+    the fused CPU kernels run ("loaded") or why not (they change the CPU timings of MTNet)."""
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:
@@ -71,7 +73,8 @@ def machine_info(device: torch.device) -> Dict[str, Any]:
     except OSError:
         pass
     info = dict(cpu=cpu, cores=os.cpu_count(), threads=torch.get_num_threads(), torch=torch.__version__,
-                device=str(device), loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None)
+                device=str(device), loadavg=list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+                cpu_kernels=native.reason())
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -331,7 +334,8 @@ def format_report(report: Dict[str, Any]) -> str:
     """Markdown tables of a :func:`run_benchmark` (and optionally loader) report."""
     m, st = report["machine"], report.get("settings")
     lines = [f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} threads, device "
-             f"{m.get('gpu', m['device'])}, load average {_load(m.get('loadavg'))} -> {_load(m.get('loadavg_end'))}"]
+             f"{m.get('gpu', m['device'])}, load average {_load(m.get('loadavg'))} -> {_load(m.get('loadavg_end'))}, "
+             f"C kernels: {m.get('cpu_kernels', '?')}"]
     if st:
         lines.append(f"batch {st['batch']}, {st['repeats']} repeats after {st['warmup']} warm-up, interleaved, "
                      f"{st['stat']}; timing {st['timing']}; memory: {st['memory_method']}")
