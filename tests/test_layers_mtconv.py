@@ -265,3 +265,42 @@ def test_downsample_selects_before_pooling_with_the_same_values_and_gradients(po
     torch.autograd.backward(want, g)
     for a, b in zip(got + (fast_in.grad, fast_l.grad), want + (ref_in.grad, ref_l.grad)):
         torch.testing.assert_close(a, b)
+
+
+INFERENCE_CASES = [
+    (6, 10, 1, dict(kernel_size=1)),  # a block's pointwise conv, P reads the full input
+    (8, 8, 8, dict(kernel_size=3, padding=1)),  # channelwise
+    (6, 10, 1, dict(kernel_size=3, padding=1, activation=False)),  # the projection: no ReLU
+    (6, 10, 1, dict(kernel_size=(3, 1, 1), padding=(1, 0, 0), stride=(1, 2, 2), p_input="split")),
+]
+
+
+@pytest.mark.parametrize("cin,cout,groups,opts", INFERENCE_CASES)
+@pytest.mark.parametrize("n,t,hw", [(1, 6, 10), (2, 5, 9)])
+def test_inference_path_without_concatenation_matches_the_cat_path(monkeypatch, cin, cout, groups, opts, n, t, hw):
+    # Eval + no autograd on the CPU kernels: BN + ReLU of L and I() of Eq. 3 written into one output. The same
+    # values as the cat path (which runs with the kernels switched off, and whenever autograd is on).
+    from mtnet_plugin.ops import native
+
+    if not native.available():
+        pytest.skip(f"no CPU kernels here: {native.reason()}")
+    gen = torch.Generator().manual_seed(3)
+    m = MTConv(cin, cout, groups=groups, **opts)
+    _randomize_bn(m, gen)
+    m.eval()
+    x = torch.randn(n, cin, t, hw, hw, generator=gen)
+    fused_calls = []
+    real = m._forward_into
+    monkeypatch.setattr(m, "_forward_into", lambda *a: fused_calls.append(1) or real(*a))
+    with torch.inference_mode():
+        fast = m(x)
+    assert fused_calls, "the inference path did not run"
+    with torch.no_grad():
+        monkeypatch.setattr(native, "available", lambda: False)
+        ref = m(x)
+    assert len(fused_calls) == 1
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    monkeypatch.undo()
+    grad_path = m(x)  # autograd on: the cat path, a graph to backpropagate through
+    assert grad_path.grad_fn is not None and len(fused_calls) == 1
+    torch.testing.assert_close(grad_path.detach(), fast, rtol=1e-5, atol=1e-5)

@@ -538,3 +538,30 @@ def test_backward_rejects_a_gradient_of_the_wrong_shape():
         native.softpool2d_backward(x, torch.randn(1, 2, 3, 3, 3))
     with pytest.raises(ValueError, match="expected"):
         native.softpool2d_backward(x, torch.randn(1, 2, 3, 3, 3), torch.tensor([[1, 2]]))
+
+
+@needs_kernel
+@pytest.mark.parametrize("relu", [True, False])
+def test_affine_act_into_a_slot_is_eval_batchnorm(relu):
+    # out = relu(z * scale + shift): eval-mode BatchNorm (+ ReLU) of torch, written into y[:, :4] only.
+    gen = _gen(40)
+    bn = torch.nn.BatchNorm3d(4).eval()
+    bn.running_mean = torch.randn(4, generator=gen)
+    bn.running_var = torch.rand(4, generator=gen) + 0.5
+    bn.weight.data = torch.rand(4, generator=gen) + 0.5
+    bn.bias.data = torch.randn(4, generator=gen)
+    z = torch.randn(2, 4, 3, 5, 7, generator=gen)
+    z[1, 2, 1, 2, 3] = float("nan")
+    y = torch.full((2, 6, 3, 5, 7), -9.0)
+    scale = torch.rsqrt(bn.running_var + bn.eps) * bn.weight
+    shift = bn.bias - bn.running_mean * scale
+    native.affine_act_into(z, scale, shift, y[:, :4], relu=relu)
+    with torch.no_grad():
+        ref = torch.relu(bn(z)) if relu else bn(z)
+    torch.testing.assert_close(y[:, :4], ref, rtol=1e-5, atol=1e-5, equal_nan=True)
+    assert torch.isnan(y[1, 2, 1, 2, 3]) and torch.isnan(y[:, :4]).sum() == 1  # NaN passes the ReLU
+    assert (y[:, 4:] == -9.0).all()
+    with pytest.raises(ValueError):
+        native.affine_act_into(z, scale, shift, y[:, :3], relu=relu)  # wrong shape
+    with pytest.raises(ValueError, match="contiguous"):
+        native.affine_act_into(z, scale, shift, torch.empty(2, 3, 5, 7, 4).permute(0, 4, 1, 2, 3), relu=relu)

@@ -127,3 +127,15 @@ def test_traced_graph_uses_interpolate():
     kinds = {n.kind() for n in traced.graph.nodes()}
     assert "aten::upsample_trilinear3d" in kinds and "prim::PythonOp" not in kinds
     torch.testing.assert_close(traced(x), trilinear_resize(x, (4, 6, 6)))
+
+
+def test_writes_into_a_channel_slot_without_touching_the_rest():
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 3, 4, 5, generator=gen)
+    y = torch.full((2, 7, 6, 8, 10), -7.0)
+    got = trilinear_resize(x, (6, 8, 10), out=y[:, 4:])
+    assert got.data_ptr() == y[:, 4:].data_ptr()
+    torch.testing.assert_close(y[:, 4:], F.interpolate(x, size=(6, 8, 10), mode="trilinear", align_corners=False))
+    assert (y[:, :4] == -7.0).all()
+    with pytest.raises(ValueError, match="gradients"):
+        trilinear_resize(x.clone().requires_grad_(), (6, 8, 10), out=y[:, 4:])

@@ -46,6 +46,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from mtnet_plugin.engine.common import parse_pair
 from mtnet_plugin.engine.loader_benchmark import format_loader, loader_report
 from mtnet_plugin.layers import MTConv, SqueezeRecursion
+from mtnet_plugin.layers.mtconv import NORM_ACT_LABEL
 from mtnet_plugin.layers.prolonged import FrameSelect, SpatialPool, TrilinearResize
 from mtnet_plugin.models import PRESET_NAMES, preset, preset_input_shape
 from mtnet_plugin.ops import native
@@ -227,8 +228,8 @@ def part_shares(model: nn.Module, x: torch.Tensor) -> Dict[str, Any]:
             h.remove()
     times: Dict[str, float] = {}
     for event in prof.events():
-        if event.name.startswith(_LABEL):
-            key = event.name[len(_LABEL):]
+        if event.name.startswith(_LABEL) or event.name == NORM_ACT_LABEL:  # MTConv's fused eval BN + ReLU
+            key = event.name[len(_LABEL):] if event.name.startswith(_LABEL) else "normalisation"
             times[key] = times.get(key, 0.0) + event.cpu_time_total / 1e3
     total = times.pop("total")
     times["rest"] = max(0.0, total - sum(times.values()))

@@ -7,12 +7,13 @@ size of the local conv; T' = floor(T / 2) (or T when T <= 2); H' = ceil(H / 2), 
 """
 import logging
 import math
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
-from mtnet_plugin.ops import POOL_METHODS
+from mtnet_plugin.ops import POOL_METHODS, native
 
 from .prolonged import SELECTIONS, ProlongedDownsample, TrilinearResize
 
@@ -21,6 +22,8 @@ logger = logging.getLogger(__name__)
 IntOr3 = Union[int, Tuple[int, int, int]]
 P_INPUTS = ("full", "split")
 LP_KERNELS = ("same", "1x1x1")
+# Profiler label of the eval path's fused BatchNorm + ReLU of L (tools/benchmark.py counts it as normalisation).
+NORM_ACT_LABEL = "mtconv::bn_local+act"
 
 
 def _triple(v: IntOr3) -> Tuple[int, int, int]:
@@ -172,18 +175,61 @@ class MTConv(nn.Module):
         """x: (N, C_in, T_in, H_in, W_in). Returns (N, C~, T, H, W), the size a plain Conv3d would give."""
         if not self.has_prolonged:
             return self.act(self.bn_local(self.conv_local(x)))
+        x_local, x_p = self._split(x)
+        z_local = self.conv_local(x_local)
+        if self._fused_eval(z_local):
+            return self._forward_into(z_local, x_p)
+        a_local = self.act(self.bn_local(z_local))  # a_L = g(z_L)
+        a_prolonged = self._prolonged(x_p, a_local)
+        return torch.cat([a_local, a_prolonged.to(a_local.dtype)], dim=1)  # Eq. 2
+
+    def _split(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(input of L, input of P)."""
         if self.channelwise:  # one split: its backward is one cat, not two zero-filled slices
-            x_local, x_p = torch.split(x, [self.local_channels, self.p_in_channels], dim=1)
-        else:  # P reads the last p_in_channels ("split") or all of them ("full": no slice to undo in backward)
-            x_local = x
-            x_p = x if self.p_in_channels == self.in_channels else x[:, self.in_channels - self.p_in_channels :]
-        a_local = self.act(self.bn_local(self.conv_local(x_local)))  # a_L = g(z_L)
+            return tuple(torch.split(x, [self.local_channels, self.p_in_channels], dim=1))
+        # P reads the last p_in_channels ("split") or all of them ("full": no slice to undo in backward)
+        return x, (x if self.p_in_channels == self.in_channels else x[:, self.in_channels - self.p_in_channels :])
+
+    def _prolonged(self, x_p: torch.Tensor, a_local: torch.Tensor, out: Optional[torch.Tensor] = None):
+        """a_P = I(g(z_LP) + g(z_P)) (Eq. 3-4), written into ``out`` when given."""
         p_in, p_local = self.downsample(x_p, a_local)  # T(SoftPool(.)), Eq. 4
         g_lp = self.act(self.bn_lp(self.conv_lp(p_local)))
         g_p = self.act(self.bn_p(self.conv_p(p_in)))
         g_p = self.resize_p(g_p, g_lp.shape[2:])  # identity for "same"-padded kernels
-        a_prolonged = self.upsample(g_lp + g_p, a_local.shape[2:])  # Eq. 3
-        return torch.cat([a_local, a_prolonged.to(a_local.dtype)], dim=1)  # Eq. 2
+        return self.upsample(g_lp + g_p, a_local.shape[2:], out=out)  # Eq. 3
+
+    def _fused_eval(self, z: torch.Tensor) -> bool:
+        """Whether the eval path without a concatenation applies: inference (eval mode, no autograd) on the CPU
+        kernels (eager fp32), BN with running statistics, ReLU or no activation."""
+        bn = self.bn_local
+        return (
+            not self.training
+            and not torch.is_grad_enabled()
+            and z.device.type == "cpu"
+            and z.dtype == torch.float32
+            and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling()
+            and bn.running_mean is not None
+            and isinstance(self.act, (nn.ReLU, nn.Identity))
+            and native.available()
+        )
+
+    def _forward_into(self, z_local: torch.Tensor, x_p: torch.Tensor) -> torch.Tensor:
+        """Eq. 2-4 in inference without torch.cat: g(BN(z_L)) is written by one fused pass straight into the
+        first C_L channels of the output and I(.) of Eq. 3 into the last C_P (the same values as the cat path
+        up to float rounding; tests compare them). Saves a copy of the whole output and BN's own output."""
+        n, _, t, h, w = (int(s) for s in z_local.shape)
+        out = torch.empty((n, self.out_channels, t, h, w), dtype=z_local.dtype)
+        a_local = out[:, : self.local_channels]
+        bn = self.bn_local
+        scale = torch.rsqrt(bn.running_var + bn.eps)  # eval BN = z * scale + shift per channel
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale + (bn.bias if bn.bias is not None else 0.0)
+        with record_function(NORM_ACT_LABEL):
+            native.affine_act_into(z_local, scale, shift, a_local, relu=isinstance(self.act, nn.ReLU))
+        self._prolonged(x_p, a_local, out=out[:, self.local_channels :])
+        return out
 
     def extra_repr(self) -> str:
         return (

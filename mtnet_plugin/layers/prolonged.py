@@ -137,6 +137,7 @@ class TrilinearResize(nn.Module):
     A tensor that already has the target size is returned as is.
     """
 
-    def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        """x: (N, C, t, h, w); size: (T, H, W). Returns (N, C, T, H, W)."""
-        return trilinear_resize(x, size)
+    def forward(self, x: torch.Tensor, size: Sequence[int], out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x: (N, C, t, h, w); size: (T, H, W). Returns (N, C, T, H, W), written into ``out`` when given (no
+        autograd then; MTConv's eval path writes into its concatenated output)."""
+        return trilinear_resize(x, size, out=out)

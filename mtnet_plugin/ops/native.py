@@ -1,5 +1,6 @@
-"""Fused CPU kernels for MTConv's prolonged branch, SoftPool (``csrc/softpool.c``) and the trilinear resize
-(``csrc/resize.c``): built with the C compiler on first use, called via ctypes.
+"""Fused CPU kernels for MTConv, SoftPool (``csrc/softpool.c``), the trilinear resize (``csrc/resize.c``) and
+eval-mode BatchNorm + ReLU into a slot (``csrc/norm_act.c``): built with the C compiler on first use, called via
+ctypes.
 
 Plain C without PyTorch headers compiles in about a second, so nothing is built at install time and a
 machine without a compiler loses only speed: :func:`available` is then False and the ops run their eager
@@ -22,15 +23,15 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
 logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = (CSRC / "softpool.c", CSRC / "resize.c")
-HEADERS = (CSRC / "parallel.h",)
+SOURCES = (CSRC / "softpool.c", CSRC / "resize.c", CSRC / "norm_act.c")
+HEADERS = (CSRC / "parallel.h", CSRC / "floatbits.h")
 # -ffinite-math-only lets fmaxf become a vector max (softpool.c tests for inf and NaN by their bits instead);
 # 256-bit vectors: faster than gcc's 512-bit choice on wide planes here, equal on small ones (docs/benchmarks.md).
 FLAGS = ("-O3", "-march=native", "-ffinite-math-only", "-fno-math-errno", "-fno-trapping-math",
@@ -47,8 +48,9 @@ _PTR = ctypes.c_void_p
 _SIGNATURES = {
     "softpool2d_forward_f32": [_PTR, _PTR, _PTR] + [_I64] * 13,
     "softpool2d_backward_f32": [_PTR, _PTR, _PTR, _PTR] + [_I64] * 14,
-    "trilinear_forward_f32": [_PTR, _PTR] + [_I64] * 9,
+    "trilinear_forward_f32": [_PTR, _PTR] + [_I64] * 12,
     "trilinear_backward_f32": [_PTR, _PTR] + [_I64] * 9,
+    "affine_act_f32": [_PTR, _PTR, _PTR, _PTR] + [_I64] * 7,
 }
 
 
@@ -206,27 +208,60 @@ def softpool2d_backward(x: torch.Tensor, grad: torch.Tensor, frames: Optional[to
     return grad_x
 
 
-def _trilinear(name: str, src: torch.Tensor, small, large, backward: bool) -> torch.Tensor:
-    """Run kernel ``name`` on src into a new (N, C, *size) tensor, size = ``small`` (backward) or ``large``;
-    ``small`` is the resize's input size (t, h, w) and ``large`` its output size (T, H, W)."""
-    src = src.contiguous()
-    n, c = int(src.shape[0]), int(src.shape[1])
-    dst_size = small if backward else large
-    dst = torch.empty((n, c, *dst_size), dtype=src.dtype)
-    args = (src.data_ptr(), dst.data_ptr(), *small, *large)
-    _run_planes(getattr(library(), name), args, n * c, n * c * large[0] * large[1] * large[2])
-    return dst
+def _slot_strides(out: torch.Tensor) -> Tuple[int, int]:
+    """(stride of N, stride of C) of ``out`` (N, C, *plane) whose planes are contiguous, e.g. a channel slot of a
+    larger contiguous tensor; ValueError otherwise."""
+    _, c, *plane = (int(s) for s in out.shape)
+    inner, size = [], 1
+    for s in reversed(plane):  # a contiguous plane's strides, innermost first
+        inner.insert(0, size)
+        size *= s
+    if any(s > 1 and out.stride(2 + k) != inner[k] for k, s in enumerate(plane)) or (c > 1 and out.stride(1) != size):
+        raise ValueError(f"output slot with strides {out.stride()} does not have contiguous (C, plane) rows")
+    return int(out.stride(0)), size
 
 
-def trilinear_forward(x: torch.Tensor, size) -> torch.Tensor:
+def trilinear_forward(x: torch.Tensor, size, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Trilinear resize of fp32 CPU x (N, C, t, h, w) to ``size`` (T, H, W), align_corners=False: the values of
-    ``F.interpolate(x, size, mode="trilinear")`` up to float rounding. Returns (N, C, T, H, W)."""
-    small, large = tuple(int(s) for s in x.shape[2:]), tuple(int(s) for s in size)
-    return _trilinear("trilinear_forward_f32", x, small, large, backward=False)
+    ``F.interpolate(x, size, mode="trilinear")`` up to float rounding. Returns (N, C, T, H, W), written into
+    ``out`` when given (it may be a channel slot of a larger tensor, e.g. ``y[:, k:]``)."""
+    x = x.contiguous()
+    n, c, t, h, w = (int(s) for s in x.shape)
+    to, ho, wo = (int(s) for s in size)
+    if out is None:
+        out = torch.empty((n, c, to, ho, wo), dtype=x.dtype)
+    if tuple(out.shape) != (n, c, to, ho, wo) or out.dtype != x.dtype:
+        raise ValueError(f"trilinear_forward: out is {tuple(out.shape)} {out.dtype}, expected {(n, c, to, ho, wo)}")
+    osn, osc = _slot_strides(out)
+    args = (x.data_ptr(), out.data_ptr(), t, h, w, to, ho, wo, c, osn, osc)
+    _run_planes(library().trilinear_forward_f32, args, n * c, n * c * to * ho * wo)
+    return out
 
 
 def trilinear_backward(grad: torch.Tensor, in_size) -> torch.Tensor:
     """Gradient of :func:`trilinear_forward` w.r.t. its input of size ``in_size`` (t, h, w), given grad
     (N, C, T, H, W). Returns (N, C, t, h, w)."""
-    small, large = tuple(int(s) for s in in_size), tuple(int(s) for s in grad.shape[2:])
-    return _trilinear("trilinear_backward_f32", grad, small, large, backward=True)
+    grad = grad.contiguous()
+    n, c, to, ho, wo = (int(s) for s in grad.shape)
+    t, h, w = (int(s) for s in in_size)
+    grad_x = torch.empty((n, c, t, h, w), dtype=grad.dtype)
+    args = (grad.data_ptr(), grad_x.data_ptr(), t, h, w, to, ho, wo)
+    _run_planes(library().trilinear_backward_f32, args, n * c, n * c * to * ho * wo)
+    return grad_x
+
+
+def affine_act_into(z: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, out: torch.Tensor,
+                    relu: bool) -> torch.Tensor:
+    """``out = relu(z * scale + shift)`` per channel (without the ReLU when ``relu`` is False): eval-mode
+    BatchNorm + ReLU in one pass. z: fp32 CPU (N, C, T, H, W); scale, shift: (C,); out: (N, C, T, H, W) with
+    contiguous (C, plane) rows, e.g. a channel slot of a larger tensor. Returns out."""
+    z = z.contiguous()
+    n, c = int(z.shape[0]), int(z.shape[1])
+    if tuple(out.shape) != tuple(z.shape) or out.dtype != z.dtype:
+        raise ValueError(f"affine_act_into: out is {tuple(out.shape)} {out.dtype}, z is {tuple(z.shape)} {z.dtype}")
+    scale = scale.detach().to(z.dtype).contiguous()
+    shift = shift.detach().to(z.dtype).contiguous()
+    osn, plane = _slot_strides(out)
+    args = (z.data_ptr(), out.data_ptr(), scale.data_ptr(), shift.data_ptr(), c, plane, osn, int(relu))
+    _run_planes(library().affine_act_f32, args, n * c, z.numel())
+    return out

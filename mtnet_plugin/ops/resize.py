@@ -7,7 +7,7 @@ Shape legend: x is (N, C, t, h, w); size is (T, H, W).
 fused kernel of :mod:`.native` computes the same values about ten times faster (separable passes instead of
 eight gathers per output; tests compare the two with gradients).
 """
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,17 +35,26 @@ def _use_native(x: torch.Tensor) -> bool:
     return eager and x.device.type == "cpu" and x.dtype == torch.float32 and native.available()
 
 
-def trilinear_resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+def trilinear_resize(x: torch.Tensor, size: Sequence[int], out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Trilinear interpolation of x to an exact (T, H, W), align_corners=False (the I() of Eq. 3).
 
     Args:
         x: (N, C, t, h, w), any float dtype.
         size: (T, H, W).
+        out: optional (N, C, T, H, W) tensor to write into, e.g. a channel slot ``y[:, k:]`` of a larger one;
+            no autograd through it (for inference: the caller runs without gradients).
 
     Returns:
-        (N, C, T, H, W) in x's dtype; x itself when it already has that size.
+        (N, C, T, H, W) in x's dtype (``out`` when given); x itself when it already has that size and no
+        ``out`` is given.
     """
     size = tuple(int(s) for s in size)
+    if out is not None:
+        if x.requires_grad and torch.is_grad_enabled():
+            raise ValueError("trilinear_resize(out=...) does not record gradients: call it without autograd")
+        if _use_native(x) and out.dtype == x.dtype:
+            return native.trilinear_forward(x, size, out=out)
+        return out.copy_(x if tuple(int(s) for s in x.shape[2:]) == size else trilinear_resize(x, size))
     if tuple(int(s) for s in x.shape[2:]) == size:
         return x
     if _use_native(x):

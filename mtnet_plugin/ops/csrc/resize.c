@@ -82,14 +82,14 @@ static inline void axpy(float *restrict y, const float *restrict u, float a, int
 }
 
 static int forward_range(const float *x, float *out, int64_t Ti, int64_t Hi, int64_t Wi, int64_t To, int64_t Ho,
-                         int64_t Wo, int64_t p_begin, int64_t p_end) {
+                         int64_t Wo, int64_t C, int64_t osN, int64_t osC, int64_t p_begin, int64_t p_end) {
     plan pl;
     if (plan_make(&pl, Ti, Hi, Wi, To, Ho, Wo)) return -1;
     const taps t = pl.t, h = pl.h, w = pl.w;
     float *a = pl.a, *b = pl.b;
     for (int64_t p = p_begin; p < p_end; ++p) {
         const float *xp = x + p * Ti * Hi * Wi;
-        float *op = out + p * To * Ho * Wo;
+        float *op = out + (p / C) * osN + (p % C) * osC;
         for (int64_t r = 0; r < Ti * Hi; ++r) { /* W: (Ti, Hi, Wi) -> (Ti, Hi, Wo) */
             const float *row = xp + r * Wi;
             float *ar = a + r * Wo;
@@ -142,15 +142,17 @@ static int backward_range(const float *grad, float *grad_x, int64_t Ti, int64_t 
 
 /* ---- entry points: 0, or -1 when memory ran out ---- */
 
+/* out's plane p = (n, c) starts at out + n * osN + c * osC (a slot of a larger tensor is fine); C channels. */
 int trilinear_forward_f32(const float *x, float *out, int64_t Ti, int64_t Hi, int64_t Wi, int64_t To, int64_t Ho,
-                          int64_t Wo, int64_t p_begin, int64_t p_end, int64_t threads) {
+                          int64_t Wo, int64_t C, int64_t osN, int64_t osC, int64_t p_begin, int64_t p_end,
+                          int64_t threads) {
     int failed = 0;
     (void)threads; /* unused without OpenMP */
 #pragma omp parallel num_threads((int)threads) if (threads > 1) reduction(| : failed)
     {
         int64_t b, e;
         thread_chunk(p_begin, p_end, &b, &e);
-        failed |= forward_range(x, out, Ti, Hi, Wi, To, Ho, Wo, b, e) != 0;
+        failed |= forward_range(x, out, Ti, Hi, Wi, To, Ho, Wo, C, osN, osC, b, e) != 0;
     }
     return failed ? -1 : 0;
 }

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "floatbits.h"
 #include "parallel.h"
 
 /* e^d for d <= 0 (d is a logit minus its window max): Cody-Waite reduction d = k ln2 + r, |r| <= ln2 / 2,
@@ -55,26 +56,10 @@ static inline float max2(float a, float b) { return __builtin_fmaxf(a, b); }
  * x_i - m overflows to -inf (x_i = -3e38 beside m = 3e38). */
 static inline float shifted(float x, float m) { return max2(x - m, -88.0f); }
 
-/* 1 for inf or NaN, by the bits (the compiler may assume floats are finite, integers it may not). A window
- * holding one gets a NaN output and NaN gradients, as in eager PyTorch (inf - inf = NaN there). */
-static inline int32_t nonfinite(float v) {
-    int32_t b;
-    memcpy(&b, &v, sizeof b);
-    return (b & 0x7f800000) == 0x7f800000;
-}
-
-/* v, or a NaN when bad: the exponent and quiet bits set by integer ops, which keeps the loops vectorised. */
-static inline float poison(float v, int32_t bad) {
-    int32_t b;
-    memcpy(&b, &v, sizeof b);
-    b |= -bad & 0x7fc00000;
-    memcpy(&v, &b, sizeof v);
-    return v;
-}
-
 /* Eq. 5 on one window of four values: the shifted values d_i = x_i - m, their weights e_i (times w_i: 1, or 0
  * for a missing element of an edge window, which repeats element 0), their sum, q = out - m, m itself, and
- * whether a value is inf or NaN. Inlined into every vectorised loop. */
+ * whether a value is inf or NaN (such a window gets a NaN output and NaN gradients, as in eager PyTorch,
+ * where inf - inf = NaN). Inlined into every vectorised loop. */
 typedef struct {
     float d[4], e[4], den, q, m;
     int32_t bad;
