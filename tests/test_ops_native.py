@@ -565,3 +565,18 @@ def test_affine_act_into_a_slot_is_eval_batchnorm(relu):
         native.affine_act_into(z, scale, shift, y[:, :3], relu=relu)  # wrong shape
     with pytest.raises(ValueError, match="contiguous"):
         native.affine_act_into(z, scale, shift, torch.empty(2, 3, 5, 7, 4).permute(0, 4, 1, 2, 3), relu=relu)
+
+
+@needs_kernel
+def test_kernels_refuse_inputs_they_would_misread():
+    # They read raw memory by the sizes they are given: bad indices or another dtype are errors, not misreads.
+    x = torch.randn(2, 2, 4, 6, 6)
+    for frames in (torch.tensor([[0, 4], [1, 2]]), torch.tensor([[-1, 2], [1, 2]]), torch.tensor([[0, 1]])):
+        with pytest.raises(ValueError, match="frames"):
+            native.softpool2d_forward(x, frames)
+    with pytest.raises(ValueError, match="float32 CPU"):
+        native.softpool2d_forward(x.double())
+    with pytest.raises(ValueError, match="float32 CPU"):
+        native.trilinear_forward(x.half(), (8, 12, 12))
+    with pytest.raises(ValueError, match="float32 CPU"):
+        native.affine_act_into(x, torch.ones(2), torch.zeros(2), torch.empty_like(x, dtype=torch.float64), True)

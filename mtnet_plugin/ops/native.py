@@ -37,7 +37,7 @@ HEADERS = (CSRC / "parallel.h", CSRC / "floatbits.h")
 FLAGS = ("-O3", "-march=native", "-ffinite-math-only", "-fno-math-errno", "-fno-trapping-math",
          "-mprefer-vector-width=256", "-fPIC", "-shared")
 OPENMP = ("-fopenmp",)
-MIN_PARALLEL_ELEMENTS = 1 << 16  # below this, one thread: the pool's hand-off costs more than it saves
+MIN_PARALLEL_ELEMENTS = 1 << 16  # below this, one thread: starting an OpenMP team costs more than it saves
 
 _lock = threading.Lock()
 _state = {"lib": None, "tried": False, "reason": "not built yet"}
@@ -133,18 +133,18 @@ def library() -> Optional[ctypes.CDLL]:
                 _state["lib"], _state["reason"] = _load(), "loaded"
             except Exception as exc:  # any failure means: use the eager path
                 _state["lib"], _state["reason"] = None, str(exc)
-                logger.info("fused CPU kernels (SoftPool, trilinear resize) unavailable, using eager PyTorch ops: %s", exc)
+                logger.info("fused CPU kernels unavailable, using eager PyTorch ops: %s", exc)
             _state["tried"] = True
     return _state["lib"]
 
 
 def available() -> bool:
-    """Whether the fused CPU kernel can run here (builds it on the first call)."""
+    """Whether the fused CPU kernels can run here (builds them on the first call)."""
     return library() is not None
 
 
 def reason() -> str:
-    """Why the kernel is (not) in use: "loaded", or the error that stopped it."""
+    """Why the kernels are (not) in use: "loaded", or the error that stopped them."""
     library()
     return _state["reason"]
 
@@ -169,13 +169,30 @@ def _geometry(x: torch.Tensor, frames: Optional[torch.Tensor]):
     return n, c, t, h, w, kh, kw, t_out
 
 
+def _check_fp32_cpu(name: str, *tensors: torch.Tensor) -> None:
+    """The kernels read raw float32 memory of CPU tensors: anything else is an error, never a misread."""
+    for t in tensors:
+        if t.device.type != "cpu" or t.dtype != torch.float32:
+            raise ValueError(f"{name}: the C kernels take float32 CPU tensors, got {t.dtype} on {t.device}")
+
+
 def _inputs(x: torch.Tensor, frames: Optional[torch.Tensor]):
-    """x with unit W stride (a copy only if needed), frames as contiguous int64 (or None), their pointers."""
+    """x with unit W stride (a copy only if needed), frames as contiguous int64 (or None) after checking that
+    they index x's frames, and the frames' pointer."""
+    _check_fp32_cpu("softpool2d", x)
+    if x.dim() != 5:
+        raise ValueError(f"softpool2d: x must be (N, C, T, H, W), got shape {tuple(x.shape)}")
     if x.shape[4] > 1 and x.stride(4) != 1:  # the kernel steps W by 1 and everything else by stride
         x = x.contiguous()
-    if frames is not None:
-        frames = frames.to(torch.int64).contiguous()
-    return x, frames, (frames.data_ptr() if frames is not None else None)
+    if frames is None:
+        return x, None, None
+    frames = frames.to(device="cpu", dtype=torch.int64).contiguous()
+    t = int(x.shape[2])
+    if frames.dim() != 2 or frames.shape[0] != x.shape[0] or (frames.numel() and not 0 <= int(frames.min())
+                                                              <= int(frames.max()) < t):
+        raise ValueError(f"softpool2d: frames must be (N={x.shape[0]}, T') indices in [0, {t}), got "
+                         f"shape {tuple(frames.shape)}")
+    return x, frames, frames.data_ptr()
 
 
 def softpool2d_forward(x: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -197,6 +214,7 @@ def softpool2d_backward(x: torch.Tensor, grad: torch.Tensor, frames: Optional[to
     lib = library()
     x, frames, fptr = _inputs(x, frames)
     n, c, t, h, w, kh, kw, t_out = _geometry(x, frames)
+    _check_fp32_cpu("softpool2d_backward", grad)
     grad = grad.contiguous()
     expected = (n, c, t_out, (h + kh - 1) // kh, (w + kw - 1) // kw)
     if tuple(grad.shape) != expected:  # the kernel reads grad by these sizes: never past its end
@@ -225,6 +243,7 @@ def trilinear_forward(x: torch.Tensor, size, out: Optional[torch.Tensor] = None)
     """Trilinear resize of fp32 CPU x (N, C, t, h, w) to ``size`` (T, H, W), align_corners=False: the values of
     ``F.interpolate(x, size, mode="trilinear")`` up to float rounding. Returns (N, C, T, H, W), written into
     ``out`` when given (it may be a channel slot of a larger tensor, e.g. ``y[:, k:]``)."""
+    _check_fp32_cpu("trilinear_forward", x, *([] if out is None else [out]))
     x = x.contiguous()
     n, c, t, h, w = (int(s) for s in x.shape)
     to, ho, wo = (int(s) for s in size)
@@ -241,6 +260,7 @@ def trilinear_forward(x: torch.Tensor, size, out: Optional[torch.Tensor] = None)
 def trilinear_backward(grad: torch.Tensor, in_size) -> torch.Tensor:
     """Gradient of :func:`trilinear_forward` w.r.t. its input of size ``in_size`` (t, h, w), given grad
     (N, C, T, H, W). Returns (N, C, t, h, w)."""
+    _check_fp32_cpu("trilinear_backward", grad)
     grad = grad.contiguous()
     n, c, to, ho, wo = (int(s) for s in grad.shape)
     t, h, w = (int(s) for s in in_size)
@@ -255,6 +275,7 @@ def affine_act_into(z: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, o
     """``out = relu(z * scale + shift)`` per channel (without the ReLU when ``relu`` is False): eval-mode
     BatchNorm + ReLU in one pass. z: fp32 CPU (N, C, T, H, W); scale, shift: (C,); out: (N, C, T, H, W) with
     contiguous (C, plane) rows, e.g. a channel slot of a larger tensor. Returns out."""
+    _check_fp32_cpu("affine_act_into", z, out)
     z = z.contiguous()
     n, c = int(z.shape[0]), int(z.shape[1])
     if tuple(out.shape) != tuple(z.shape) or out.dtype != z.dtype:
