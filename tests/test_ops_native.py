@@ -580,3 +580,20 @@ def test_kernels_refuse_inputs_they_would_misread():
         native.trilinear_forward(x.half(), (8, 12, 12))
     with pytest.raises(ValueError, match="float32 CPU"):
         native.affine_act_into(x, torch.ones(2), torch.zeros(2), torch.empty_like(x, dtype=torch.float64), True)
+
+
+@needs_kernel
+def test_a_compiler_without_openmp_or_cpu_tuning_still_builds_serial_kernels(monkeypatch, tmp_path):
+    # E.g. Apple's clang (no -fopenmp) or a compiler that refuses -march=native: the next flag set is tried.
+    real_cc = shutil.which(os.environ.get("CC", "cc"))
+    wrapper = tmp_path / "picky-cc"
+    wrapper.write_text("#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in -fopenmp|-march=native) exit 1;; esac; done\n"
+                       f"exec {real_cc} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CC", str(wrapper))
+    monkeypatch.setenv("MTNET_NATIVE_CACHE", str(tmp_path / "cache"))
+    lib = native._load()
+    assert lib.team_size(2) == 1  # built without OpenMP: serial
+    monkeypatch.setattr(native, "library", lambda: lib)
+    x = torch.randn(1, 2, 3, 6, 8, generator=_gen(41)) * 3
+    torch.testing.assert_close(native.softpool2d_forward(x).double(), _reference(x.double()), rtol=1e-5, atol=1e-5)

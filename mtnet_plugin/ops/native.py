@@ -37,6 +37,9 @@ HEADERS = (CSRC / "parallel.h", CSRC / "floatbits.h")
 FLAGS = ("-O3", "-march=native", "-ffinite-math-only", "-fno-math-errno", "-fno-trapping-math",
          "-mprefer-vector-width=256", "-fPIC", "-shared")
 OPENMP = ("-fopenmp",)
+TUNING = ("-march=native", "-mprefer-vector-width=256")  # x86 gcc/clang spellings; dropped where refused
+# Tried in order: all flags; no OpenMP (e.g. Apple clang); no CPU tuning either (compilers that refuse it).
+FLAG_SETS = (FLAGS + OPENMP, FLAGS, tuple(f for f in FLAGS if f not in TUNING))
 MIN_PARALLEL_ELEMENTS = 1 << 16  # below this, one thread: starting an OpenMP team costs more than it saves
 
 _lock = threading.Lock()
@@ -74,14 +77,14 @@ def _cache_dir() -> Path:
 
 
 def _compile(cc: str, target: Path) -> None:
-    """Compile SOURCES to ``target`` atomically (temporary file in the same folder, then rename); with OpenMP
-    if the compiler has it, else without (serial kernels)."""
+    """Compile SOURCES to ``target`` atomically (temporary file in the same folder, then rename), with the first
+    of ``FLAG_SETS`` the compiler accepts (without OpenMP the kernels run serially)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=str(target.parent))
     os.close(fd)
     try:
-        for extra in (OPENMP, ()):
-            cmd = [cc, *FLAGS, *extra, "-o", tmp, *(str(s) for s in SOURCES)]
+        for flags in FLAG_SETS:
+            cmd = [cc, *flags, "-o", tmp, *(str(s) for s in SOURCES)]
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if done.returncode == 0:
                 break
