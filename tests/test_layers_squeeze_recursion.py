@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from mtnet_plugin.layers import CELLS, PeepholeLSTM, SqueezeRecursion
+from mtnet_plugin.ops import native
 
 C, T = 5, 6
 
@@ -107,11 +108,19 @@ def test_causal_from_zero_state_and_gradients(cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_recurrence_runs_in_fp32_under_autocast(cell):
+def test_recurrence_runs_in_fp32_under_autocast(cell, monkeypatch):
     m = SqueezeRecursion(C, cell=cell)
     x = torch.randn(2, C, T, 3, 3)
     seen = {}
     m.rnn.register_forward_hook(lambda mod, inp, out: seen.update(inp=inp[0].dtype, out=out[0].dtype))
+    real_kernel = native.gru_layer_forward  # a GRU may run on the CPU kernel instead of the module
+
+    def kernel_spy(gi, *args, **kwargs):
+        out, saved = real_kernel(gi, *args, **kwargs)
+        seen.update(inp=gi.dtype, out=out.dtype)
+        return out, saved
+
+    monkeypatch.setattr(native, "gru_layer_forward", kernel_spy)
     ref = m(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = m(x.bfloat16())

@@ -7,7 +7,7 @@ Shape legend: N batch, C channels (= the recurrent hidden size), T frames, H hei
 import torch
 from torch import nn
 
-from mtnet_plugin.ops import compute_dtype, fp32_region
+from mtnet_plugin.ops import compute_dtype, fp32_region, gru_sequence, native
 
 from .cells import PeepholeLSTM
 
@@ -61,8 +61,29 @@ class SqueezeRecursion(nn.Module):
         dtype = self.rnn.weight_hh_l0.dtype
         with fp32_region(x):
             seq = compute_dtype(x).mean(dim=(3, 4)).transpose(1, 2).to(dtype)  # (N, T, C)
-            h, _ = self.rnn(seq)  # (N, T, C), top layer
+            if self._native_gru(seq):  # the same recursion on the CPU kernel (ops.gru_sequence)
+                weights = [getattr(self.rnn, f"{name}_l{k}") for k in range(self.num_layers)
+                           for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                h = gru_sequence(seq, weights, self.num_layers)
+            else:
+                h, _ = self.rnn(seq)  # (N, T, C), top layer
         return x * h.transpose(1, 2)[..., None, None].to(x.dtype)
+
+    def _native_gru(self, seq: torch.Tensor) -> bool:
+        """torch's GRU as configured here (bias, one direction, no dropout), eager fp32 on the CPU kernels."""
+        rnn = self.rnn
+        return (
+            isinstance(rnn, nn.GRU)
+            and rnn.bias
+            and not rnn.bidirectional
+            and (rnn.dropout == 0 or not self.training)
+            and not getattr(rnn, "proj_size", 0)
+            and seq.device.type == "cpu"
+            and seq.dtype == torch.float32
+            and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling()
+            and native.available()
+        )
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, cell={self.cell!r}, num_layers={self.num_layers}"

@@ -3,6 +3,7 @@
 - SoftPool (Eq. 5) and the pooling alternatives of Table VIc: :mod:`.softpool`, :mod:`.pooling`.
 - Temporal triplet cosine frame selection (Eq. 6-7): :mod:`.frame_select`.
 - Trilinear resize, the I() of Eq. 3: :mod:`.resize`.
+- A stacked GRU (nn.GRU's equations) on the CPU kernel, for Squeeze and Recursion: :mod:`.recurrent`.
 - Fused CPU kernels for SoftPool and the resize (plain C, built on first use; eager fallback): :mod:`.native`.
 - ``fp32_region(x)`` / ``compute_dtype(x)``: the fp32-under-autocast rule (spec #19) for layers to reuse.
 """
@@ -16,6 +17,7 @@ from .pooling import (
     pool_symmetric,
     stochastic_pool_spatial,
 )
+from .recurrent import gru_sequence
 from .resize import trilinear_resize
 from .softpool import softpool_spatial, softpool_symmetric
 
@@ -25,6 +27,7 @@ __all__ = [
     "avg_pool_spatial",
     "compute_dtype",
     "fp32_region",
+    "gru_sequence",
     "max_pool_spatial",
     "pool_spatial",
     "pool_symmetric",

@@ -1,6 +1,6 @@
-"""Fused CPU kernels for MTConv, SoftPool (``csrc/softpool.c``), the trilinear resize (``csrc/resize.c``) and
-eval-mode BatchNorm + ReLU into a slot (``csrc/norm_act.c``): built with the C compiler on first use, called via
-ctypes.
+"""Fused CPU kernels for MTNet: SoftPool (``csrc/softpool.c``), the trilinear resize (``csrc/resize.c``),
+eval-mode BatchNorm + ReLU into a slot (``csrc/norm_act.c``) and the GRU recurrence (``csrc/gru.c``): built with
+the C compiler on first use, called via ctypes.
 
 Plain C without PyTorch headers compiles in about a second, so nothing is built at install time and a
 machine without a compiler loses only speed: :func:`available` is then False and the ops run their eager
@@ -30,7 +30,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = (CSRC / "softpool.c", CSRC / "resize.c", CSRC / "norm_act.c")
+SOURCES = (CSRC / "softpool.c", CSRC / "resize.c", CSRC / "norm_act.c", CSRC / "gru.c")
 HEADERS = (CSRC / "parallel.h", CSRC / "floatbits.h")
 # -ffinite-math-only lets fmaxf become a vector max (softpool.c tests for inf and NaN by their bits instead);
 # 256-bit vectors: faster than gcc's 512-bit choice on wide planes here, equal on small ones (docs/benchmarks.md).
@@ -47,13 +47,16 @@ _state = {"lib": None, "tried": False, "reason": "not built yet"}
 
 _I64 = ctypes.c_int64
 _PTR = ctypes.c_void_p
-# Every entry point ends with (p_begin, p_end, threads) and returns 0, or -1 when its scratch ran out.
+# Every entry point ends with (begin, end, threads) over planes or sequences and returns 0, or -1 when its
+# scratch ran out.
 _SIGNATURES = {
     "softpool2d_forward_f32": [_PTR, _PTR, _PTR] + [_I64] * 13,
     "softpool2d_backward_f32": [_PTR, _PTR, _PTR, _PTR] + [_I64] * 14,
     "trilinear_forward_f32": [_PTR, _PTR] + [_I64] * 12,
     "trilinear_backward_f32": [_PTR, _PTR] + [_I64] * 9,
     "affine_act_f32": [_PTR, _PTR, _PTR, _PTR] + [_I64] * 7,
+    "gru_layer_forward_f32": [_PTR] * 5 + [_I64] * 5,
+    "gru_layer_backward_f32": [_PTR] * 6 + [_I64] * 5,
 }
 
 
@@ -289,3 +292,45 @@ def affine_act_into(z: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, o
     args = (z.data_ptr(), out.data_ptr(), scale.data_ptr(), shift.data_ptr(), c, plane, osn, int(relu))
     _run_planes(library().affine_act_f32, args, n * c, z.numel())
     return out
+
+
+def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
+    return None if t is None else t.data_ptr()
+
+
+def gru_layer_forward(gi: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor,
+                      save: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The recurrence of one GRU layer from h_0 = 0 (nn.GRU's equations), given the input projections
+    gi = x W_ih^T + b_ih (N, T, 3H) and W_hh (3H, H), b_hh (3H,). Returns the outputs (N, T, H) and, when
+    ``save``, what :func:`gru_layer_backward` needs (N, T, 4H)."""
+    _check_fp32_cpu("gru_layer_forward", gi, w_hh, b_hh)
+    gi, w_hh, b_hh = gi.contiguous(), w_hh.detach().contiguous(), b_hh.detach().contiguous()
+    n, t, h3 = (int(s) for s in gi.shape)
+    h = h3 // 3
+    if h3 != 3 * h or tuple(w_hh.shape) != (h3, h) or tuple(b_hh.shape) != (h3,):
+        raise ValueError(f"gru_layer_forward: gi {tuple(gi.shape)}, w_hh {tuple(w_hh.shape)}, b_hh "
+                         f"{tuple(b_hh.shape)} do not fit (N, T, 3H), (3H, H), (3H,)")
+    out = torch.empty((n, t, h), dtype=gi.dtype)
+    saved = torch.empty((n, t, 4 * h), dtype=gi.dtype) if save else None
+    w_hh_t = w_hh.t().contiguous()  # (H, 3H): the kernel's step is then a contiguous multiply-add per input
+    args = (gi.data_ptr(), w_hh_t.data_ptr(), b_hh.data_ptr(), out.data_ptr(), _ptr(saved), t, h)
+    _run_planes(library().gru_layer_forward_f32, args, n, n * t * h3 * h)
+    return out, saved
+
+
+def gru_layer_backward(dout: torch.Tensor, w_hh: torch.Tensor, out: torch.Tensor,
+                       saved: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Backward of :func:`gru_layer_forward` through time: from the outputs' gradient dout (N, T, H), the
+    gradients of the input projections and of the hidden projections W_hh h + b_hh, both (N, T, 3H)."""
+    _check_fp32_cpu("gru_layer_backward", dout, w_hh, out, saved)
+    dout, w_hh = dout.contiguous(), w_hh.detach().contiguous()
+    n, t, h = (int(s) for s in out.shape)
+    if tuple(dout.shape) != (n, t, h) or tuple(saved.shape) != (n, t, 4 * h):
+        raise ValueError(f"gru_layer_backward: dout {tuple(dout.shape)} / saved {tuple(saved.shape)} do not fit "
+                         f"the outputs {(n, t, h)}")
+    dgi = torch.empty((n, t, 3 * h), dtype=dout.dtype)
+    dgh = torch.empty((n, t, 3 * h), dtype=dout.dtype)
+    args = (dout.data_ptr(), w_hh.data_ptr(), out.contiguous().data_ptr(), saved.data_ptr(), dgi.data_ptr(),
+            dgh.data_ptr(), t, h)
+    _run_planes(library().gru_layer_backward_f32, args, n, n * t * 3 * h * h)
+    return dgi, dgh

@@ -1,0 +1,89 @@
+"""A multi-layer GRU from h_0 = 0 with torch's ``nn.GRU`` equations, for the recurrent unit of Squeeze and
+Recursion (Eq. 9-10, Sec. III-B of Stergiou & Poppe, "Multi-Temporal Convolutions for Human Action Recognition
+in Videos", IJCNN 2021), on the fused CPU kernel of :mod:`.native`.
+
+Shape legend: N batch, T time steps, D input size, H hidden size.
+
+Eager PyTorch runs a GRU step on the CPU as a dozen small operators, each recorded for autograd, which at
+MTNet's sizes (H <= 432, T = 16, N small) costs far more than the arithmetic. Here the input projections of
+all steps are one matrix product per layer, the recurrence forward and backward is one kernel call per layer,
+and the weight gradients are matrix products over all steps. Tests compare it with ``nn.GRU``: outputs and the
+gradients of the input and every weight.
+"""
+from typing import List, Sequence
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import native
+
+
+def _shifted(out: torch.Tensor) -> torch.Tensor:
+    """h_{t-1} for every step t: the outputs moved one step later, zeros (h_0) first. out: (N, T, H)."""
+    return torch.cat([out.new_zeros(out.shape[0], 1, out.shape[2]), out[:, :-1]], dim=1)
+
+
+class _GRUFunction(torch.autograd.Function):
+    """Forward and backward of the stacked layers; ``weights`` is (W_ih, W_hh, b_ih, b_hh) per layer."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, num_layers: int, *weights: torch.Tensor) -> torch.Tensor:
+        inputs, outs, saves = [], [], []
+        layer_in = x
+        for k in range(num_layers):
+            w_ih, w_hh, b_ih, b_hh = weights[4 * k : 4 * k + 4]
+            gi = torch.addmm(b_ih, layer_in.reshape(-1, layer_in.shape[2]), w_ih.t()).view(
+                layer_in.shape[0], layer_in.shape[1], -1)  # W_i x_t + b_i for every step at once
+            out, saved = native.gru_layer_forward(gi, w_hh, b_hh, save=True)
+            inputs.append(layer_in)
+            outs.append(out)
+            saves.append(saved)
+            layer_in = out
+        ctx.num_layers = num_layers
+        ctx.save_for_backward(*inputs, *outs, *saves, *weights)
+        return layer_in
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        k_layers = ctx.num_layers
+        tensors = ctx.saved_tensors
+        inputs, outs = tensors[:k_layers], tensors[k_layers : 2 * k_layers]
+        saves, weights = tensors[2 * k_layers : 3 * k_layers], tensors[3 * k_layers :]
+        grads: List[torch.Tensor] = [None] * len(weights)
+        dout = grad
+        for k in reversed(range(k_layers)):
+            w_ih, w_hh = weights[4 * k], weights[4 * k + 1]
+            dgi, dgh = native.gru_layer_backward(dout, w_hh, outs[k], saves[k])
+            dgi2, dgh2 = dgi.reshape(-1, dgi.shape[2]), dgh.reshape(-1, dgh.shape[2])
+            x_k = inputs[k].reshape(-1, inputs[k].shape[2])
+            grads[4 * k] = dgi2.t() @ x_k  # dW_ih: sum over steps and samples
+            grads[4 * k + 1] = dgh2.t() @ _shifted(outs[k]).reshape(-1, outs[k].shape[2])  # dW_hh
+            grads[4 * k + 2] = dgi2.sum(0)
+            grads[4 * k + 3] = dgh2.sum(0)
+            dout = (dgi2 @ w_ih).view_as(inputs[k])  # into the layer below, or the input
+        return (dout, None, *grads)
+
+
+def gru_sequence(x: torch.Tensor, weights: Sequence[torch.Tensor], num_layers: int) -> torch.Tensor:
+    """Outputs of the top layer of a stacked GRU from zero states, batch first.
+
+    Args:
+        x: (N, T, D), fp32 on the CPU.
+        weights: per layer k, ``weight_ih_l{k}`` (3H, D or H), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}`` and
+            ``bias_hh_l{k}`` (3H,), in that order (nn.GRU's parameters).
+        num_layers: number of stacked layers.
+
+    Returns:
+        (N, T, H), as ``nn.GRU(..., batch_first=True)(x)[0]`` up to float rounding.
+    """
+    if x.requires_grad or any(w.requires_grad for w in weights):
+        if torch.is_grad_enabled():
+            return _GRUFunction.apply(x, num_layers, *weights)
+    layer_in = x
+    for k in range(num_layers):
+        w_ih, w_hh, b_ih, b_hh = weights[4 * k : 4 * k + 4]
+        gi = torch.addmm(b_ih, layer_in.reshape(-1, layer_in.shape[2]), w_ih.t()).view(
+            layer_in.shape[0], layer_in.shape[1], -1)
+        layer_in, _ = native.gru_layer_forward(gi, w_hh, b_hh, save=False)
+    return layer_in
