@@ -160,3 +160,37 @@ def test_select_frames_fast_single_sample_path_matches_gather():
     ref.backward(g)
     torch.testing.assert_close(fast, ref)
     torch.testing.assert_close(a.grad, b.grad)
+
+
+# --- the CPU kernel (csrc/select.c) against the tensor version ------------------------------------------------
+
+
+def _tensor_version(monkeypatch, x, highest):
+    import mtnet_plugin.ops.frame_select as fs
+
+    with monkeypatch.context() as m:
+        m.setattr(fs, "_use_native", lambda _x: False)
+        return triplet_cosine_select(x, highest=highest)
+
+
+@pytest.mark.parametrize("highest", [False, True])
+def test_kernel_gives_the_tensor_versions_indices(monkeypatch, highest):
+    from mtnet_plugin.ops import native
+
+    if not native.available():
+        pytest.skip(f"no CPU kernels here: {native.reason()}")
+    gen = torch.Generator().manual_seed(11)
+    calls = []
+    real = native.triplet_select
+    monkeypatch.setattr(native, "triplet_select", lambda *a: calls.append(1) or real(*a))
+    for n, c, t in [(1, 1, 1), (2, 3, 2), (1, 4, 3), (3, 5, 8), (2, 2, 11), (1, 6, 16)]:
+        x = torch.randn(n, c, t, 3, 5, generator=gen)
+        got = triplet_cosine_select(x, highest=highest)
+        assert got.dtype == torch.int64 and got.shape == (n, t if t <= 2 else t // 2)
+        assert torch.equal(got, _tensor_version(monkeypatch, x, highest))
+    assert len(calls) == 6
+    # Ties (every score equal) go to the earlier frames; all-zero frames score 0, never NaN.
+    for x in (torch.ones(2, 3, 9, 2, 2), torch.zeros(1, 2, 7, 2, 2)):
+        got = triplet_cosine_select(x, highest=highest)
+        assert torch.equal(got, _tensor_version(monkeypatch, x, highest))
+        assert got[0].tolist() == list(range(1, 1 + x.shape[2] // 2))

@@ -5,13 +5,21 @@ Shape legend: x is (N, C, T, H, W); T' = floor(T / 2) when T > 2, else T; M = T 
 
 Everything here is tensor ops without data-dependent Python control flow (only shapes steer it, read as
 Python ints), so it traces (``torch.jit.trace``) and exports (``torch.onnx.export``, ``torch.export``) for
-a fixed input shape.
+a fixed input shape. In eager fp32 on the CPU the selection runs instead in one call of the kernel
+``csrc/select.c`` (:mod:`.native`), which gives the same indices (tests compare them).
 """
 import torch
 
+from . import native
 from ._windows import compute_dtype, fp32_region, static_shape
 
-COS_EPS = 1e-6  # spec #2
+COS_EPS = 1e-6  # spec #2 (csrc/select.c has the same)
+
+
+def _use_native(x: torch.Tensor) -> bool:
+    """Eager fp32 on the CPU with the kernels built: the selection runs in csrc/select.c."""
+    eager = not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+    return eager and x.device.type == "cpu" and x.dtype == torch.float32 and native.available()
 
 
 def adjacent_cosine(x: torch.Tensor) -> torch.Tensor:
@@ -60,6 +68,8 @@ def triplet_cosine_select(x: torch.Tensor, highest: bool = False) -> torch.Tenso
     Returns:
         LongTensor (N, T') of frame indices, ascending.
     """
+    if _use_native(x):  # the same indices from one kernel call (csrc/select.c)
+        return native.triplet_select(x, highest)
     n, _, t, _, _ = static_shape(x)
     if t <= 2:
         return torch.arange(t, device=x.device).unsqueeze(0).expand(n, t)

@@ -1,6 +1,6 @@
 """Fused CPU kernels for MTNet: SoftPool (``csrc/softpool.c``), the trilinear resize (``csrc/resize.c``),
-eval-mode BatchNorm + ReLU into a slot (``csrc/norm_act.c``) and the GRU recurrence (``csrc/gru.c``): built with
-the C compiler on first use, called via ctypes.
+eval-mode BatchNorm + ReLU into a slot (``csrc/norm_act.c``), the GRU recurrence (``csrc/gru.c``) and the
+triplet cosine frame selection (``csrc/select.c``): built with the C compiler on first use, called via ctypes.
 
 Plain C without PyTorch headers compiles in about a second, so nothing is built at install time and a
 machine without a compiler loses only speed: :func:`available` is then False and the ops run their eager
@@ -30,7 +30,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES = (CSRC / "softpool.c", CSRC / "resize.c", CSRC / "norm_act.c", CSRC / "gru.c")
+SOURCES = tuple(CSRC / f for f in ("softpool.c", "resize.c", "norm_act.c", "gru.c", "select.c"))
 HEADERS = (CSRC / "parallel.h", CSRC / "floatbits.h")
 # -ffinite-math-only lets fmaxf become a vector max (softpool.c tests for inf and NaN by their bits instead);
 # 256-bit vectors: faster than gcc's 512-bit choice on wide planes here, equal on small ones (docs/benchmarks.md).
@@ -57,6 +57,7 @@ _SIGNATURES = {
     "affine_act_f32": [_PTR, _PTR, _PTR, _PTR] + [_I64] * 7,
     "gru_layer_forward_f32": [_PTR] * 5 + [_I64] * 5,
     "gru_layer_backward_f32": [_PTR] * 6 + [_I64] * 5,
+    "triplet_select_f32": [_PTR, _PTR] + [_I64] * 8,
 }
 
 
@@ -334,3 +335,17 @@ def gru_layer_backward(dout: torch.Tensor, w_hh: torch.Tensor, out: torch.Tensor
             dgh.data_ptr(), t, h)
     _run_planes(library().gru_layer_backward_f32, args, n, n * t * 3 * h * h)
     return dgi, dgh
+
+
+def triplet_select(x: torch.Tensor, highest: bool) -> torch.Tensor:
+    """Indices (N, T') of the floor(T/2) centre frames of fp32 CPU x (N, C, T, H, W) with the lowest (or
+    highest) triplet cosine scores, ascending, ties to the earlier frame; every frame when T <= 2 (Eq. 6-7,
+    spec #1-#5): the indices of :func:`mtnet_plugin.ops.triplet_cosine_select`."""
+    _check_fp32_cpu("triplet_select", x)
+    x = x.contiguous()
+    n, c, t, h, w = (int(s) for s in x.shape)
+    keep = t if t <= 2 else t // 2
+    idx = torch.empty((n, keep), dtype=torch.int64)
+    args = (x.data_ptr(), idx.data_ptr(), c, t, h * w, int(highest), keep)
+    _run_planes(library().triplet_select_f32, args, n, x.numel())
+    return idx
