@@ -83,31 +83,33 @@ static int backward_seq(const float *dout, const float *w_hh, const float *out, 
     return 0;
 }
 
+static int forward_range(const float *gi, const float *w_hh_t, const float *b_hh, float *out, float *saved,
+                         int64_t T, int64_t H, int64_t b, int64_t e) {
+    int failed = 0;
+    for (int64_t n = b; n < e; ++n) failed |= forward_seq(gi, w_hh_t, b_hh, out, saved, n, T, H);
+    return failed;
+}
+
+static int backward_range(const float *dout, const float *w_hh, const float *out, const float *saved, float *dgi,
+                          float *dgh, int64_t T, int64_t H, int64_t b, int64_t e) {
+    int failed = 0;
+    for (int64_t n = b; n < e; ++n) failed |= backward_seq(dout, w_hh, out, saved, dgi, dgh, n, T, H);
+    return failed;
+}
+
 /* ---- entry points: 0, or -1 when memory ran out; w_hh is (3H, H) as nn.GRU keeps it ---- */
 
 /* w_hh_t is W_hh transposed, (H, 3H) contiguous. */
 int gru_layer_forward_f32(const float *gi, const float *w_hh_t, const float *b_hh, float *out, float *saved,
                           int64_t T, int64_t H, int64_t n_begin, int64_t n_end, int64_t threads) {
     int failed = 0;
-    (void)threads; /* unused without OpenMP */
-#pragma omp parallel num_threads((int)threads) if (threads > 1) reduction(| : failed)
-    {
-        int64_t b, e;
-        thread_chunk(n_begin, n_end, &b, &e);
-        for (int64_t n = b; n < e; ++n) failed |= forward_seq(gi, w_hh_t, b_hh, out, saved, n, T, H) != 0;
-    }
+    PARALLEL_CHUNKS(n_begin, n_end, forward_range(gi, w_hh_t, b_hh, out, saved, T, H, b, e));
     return failed ? -1 : 0;
 }
 
 int gru_layer_backward_f32(const float *dout, const float *w_hh, const float *out, const float *saved, float *dgi,
                            float *dgh, int64_t T, int64_t H, int64_t n_begin, int64_t n_end, int64_t threads) {
     int failed = 0;
-    (void)threads; /* unused without OpenMP */
-#pragma omp parallel num_threads((int)threads) if (threads > 1) reduction(| : failed)
-    {
-        int64_t b, e;
-        thread_chunk(n_begin, n_end, &b, &e);
-        for (int64_t n = b; n < e; ++n) failed |= backward_seq(dout, w_hh, out, saved, dgi, dgh, n, T, H) != 0;
-    }
+    PARALLEL_CHUNKS(n_begin, n_end, backward_range(dout, w_hh, out, saved, dgi, dgh, T, H, b, e));
     return failed ? -1 : 0;
 }

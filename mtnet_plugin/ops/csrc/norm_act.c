@@ -31,12 +31,7 @@ static void range(const float *z, float *out, const float *scale, const float *s
 
 int affine_act_f32(const float *z, float *out, const float *scale, const float *shift, int64_t C, int64_t plane,
                    int64_t osN, int64_t relu, int64_t p_begin, int64_t p_end, int64_t threads) {
-    (void)threads; /* unused without OpenMP */
-#pragma omp parallel num_threads((int)threads) if (threads > 1)
-    {
-        int64_t b, e;
-        thread_chunk(p_begin, p_end, &b, &e);
-        range(z, out, scale, shift, C, plane, osN, relu, b, e);
-    }
-    return 0;
+    int failed = 0;
+    PARALLEL_CHUNKS(p_begin, p_end, (range(z, out, scale, shift, C, plane, osN, relu, b, e), 0));
+    return failed;
 }

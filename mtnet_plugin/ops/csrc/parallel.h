@@ -18,4 +18,18 @@ static inline void thread_chunk(int64_t begin, int64_t end, int64_t *b, int64_t 
     *e = begin + (end - begin) * (id + 1) / n;
 }
 
+/* Runs STATUS (an int expression over the int64_t `b`, `e` this declares: the calling thread's share of
+ * [begin, end); nonzero means it failed) on `threads` OpenMP threads and ORs the failures into `failed`. The
+ * caller's variables must be named `threads` and `failed` (the pragma names them). */
+#define PARALLEL_CHUNKS(begin, end, status)                                                            \
+    do {                                                                                               \
+        (void)threads; /* unused without OpenMP */                                                     \
+        _Pragma("omp parallel num_threads((int)threads) if (threads > 1) reduction(| : failed)")     \
+        {                                                                                              \
+            int64_t b, e;                                                                              \
+            thread_chunk((begin), (end), &b, &e);                                                      \
+            failed |= (status) != 0;                                                                   \
+        }                                                                                              \
+    } while (0)
+
 #endif

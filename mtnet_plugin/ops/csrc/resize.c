@@ -147,13 +147,7 @@ int trilinear_forward_f32(const float *x, float *out, int64_t Ti, int64_t Hi, in
                           int64_t Wo, int64_t C, int64_t osN, int64_t osC, int64_t p_begin, int64_t p_end,
                           int64_t threads) {
     int failed = 0;
-    (void)threads; /* unused without OpenMP */
-#pragma omp parallel num_threads((int)threads) if (threads > 1) reduction(| : failed)
-    {
-        int64_t b, e;
-        thread_chunk(p_begin, p_end, &b, &e);
-        failed |= forward_range(x, out, Ti, Hi, Wi, To, Ho, Wo, C, osN, osC, b, e) != 0;
-    }
+    PARALLEL_CHUNKS(p_begin, p_end, forward_range(x, out, Ti, Hi, Wi, To, Ho, Wo, C, osN, osC, b, e));
     return failed ? -1 : 0;
 }
 
@@ -161,12 +155,6 @@ int trilinear_forward_f32(const float *x, float *out, int64_t Ti, int64_t Hi, in
 int trilinear_backward_f32(const float *grad, float *grad_x, int64_t Ti, int64_t Hi, int64_t Wi, int64_t To,
                            int64_t Ho, int64_t Wo, int64_t p_begin, int64_t p_end, int64_t threads) {
     int failed = 0;
-    (void)threads; /* unused without OpenMP */
-#pragma omp parallel num_threads((int)threads) if (threads > 1) reduction(| : failed)
-    {
-        int64_t b, e;
-        thread_chunk(p_begin, p_end, &b, &e);
-        failed |= backward_range(grad, grad_x, Ti, Hi, Wi, To, Ho, Wo, b, e) != 0;
-    }
+    PARALLEL_CHUNKS(p_begin, p_end, backward_range(grad, grad_x, Ti, Hi, Wi, To, Ho, Wo, b, e));
     return failed ? -1 : 0;
 }

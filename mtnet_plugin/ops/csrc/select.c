@@ -55,16 +55,17 @@ static int select_sample(const float *x, int64_t *idx, int64_t n, int64_t C, int
     return 0;
 }
 
+static int select_range(const float *x, int64_t *idx, int64_t C, int64_t T, int64_t P, int64_t highest,
+                        int64_t keep, int64_t b, int64_t e) {
+    int failed = 0;
+    for (int64_t n = b; n < e; ++n) failed |= select_sample(x, idx, n, C, T, P, highest, keep);
+    return failed;
+}
+
 /* idx is (N, keep) with keep = floor(T / 2) (T when T <= 2). Returns 0, or -1 when memory ran out. */
 int triplet_select_f32(const float *x, int64_t *idx, int64_t C, int64_t T, int64_t P, int64_t highest,
                        int64_t keep, int64_t n_begin, int64_t n_end, int64_t threads) {
     int failed = 0;
-    (void)threads; /* unused without OpenMP */
-#pragma omp parallel num_threads((int)threads) if (threads > 1) reduction(| : failed)
-    {
-        int64_t b, e;
-        thread_chunk(n_begin, n_end, &b, &e);
-        for (int64_t n = b; n < e; ++n) failed |= select_sample(x, idx, n, C, T, P, highest, keep) != 0;
-    }
+    PARALLEL_CHUNKS(n_begin, n_end, select_range(x, idx, C, T, P, highest, keep, b, e));
     return failed ? -1 : 0;
 }

@@ -320,14 +320,9 @@ int softpool2d_forward_f32(const float *x, float *out, const int64_t *frames, in
                            int64_t W, int64_t sN, int64_t sC, int64_t sT, int64_t sH, int64_t kh, int64_t kw,
                            int64_t p_begin, int64_t p_end, int64_t threads) {
     const geometry g = {x, frames, C, 0, T_out, H, W, sN, sC, sT, sH, kh, kw};
-    (void)threads; /* unused without OpenMP */
-#pragma omp parallel num_threads((int)threads) if (threads > 1)
-    {
-        int64_t b, e;
-        thread_chunk(p_begin, p_end, &b, &e);
-        forward_range(&g, out, b, e);
-    }
-    return 0;
+    int failed = 0;
+    PARALLEL_CHUNKS(p_begin, p_end, (forward_range(&g, out, b, e), 0));
+    return failed;
 }
 
 /* grad_x is contiguous (N, C, T_in, H, W); only the planes' frames are written (the caller zeroes it when
@@ -336,14 +331,9 @@ int softpool2d_backward_f32(const float *x, const float *grad, float *grad_x, co
                             int64_t T_in, int64_t T_out, int64_t H, int64_t W, int64_t sN, int64_t sC, int64_t sT,
                             int64_t sH, int64_t kh, int64_t kw, int64_t p_begin, int64_t p_end, int64_t threads) {
     const geometry g = {x, frames, C, T_in, T_out, H, W, sN, sC, sT, sH, kh, kw};
-    (void)threads; /* unused without OpenMP */
-#pragma omp parallel num_threads((int)threads) if (threads > 1)
-    {
-        int64_t b, e;
-        thread_chunk(p_begin, p_end, &b, &e);
-        backward_range(&g, grad, grad_x, b, e);
-    }
-    return 0;
+    int failed = 0;
+    PARALLEL_CHUNKS(p_begin, p_end, (backward_range(&g, grad, grad_x, b, e), 0));
+    return failed;
 }
 
 /* The size of the team the entry points get for `threads` (1 without OpenMP): lets tests see the parallel path. */
