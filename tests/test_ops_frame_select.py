@@ -166,10 +166,10 @@ def test_select_frames_fast_single_sample_path_matches_gather():
 
 
 def _tensor_version(monkeypatch, x, highest):
-    import mtnet_plugin.ops.frame_select as fs
+    from mtnet_plugin.ops import native
 
     with monkeypatch.context() as m:
-        m.setattr(fs, "_use_native", lambda _x: False)
+        m.setattr(native, "available", lambda: False)
         return triplet_cosine_select(x, highest=highest)
 
 

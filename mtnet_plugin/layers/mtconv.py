@@ -205,13 +205,9 @@ class MTConv(nn.Module):
         return (
             not self.training
             and not torch.is_grad_enabled()
-            and z.device.type == "cpu"
-            and z.dtype == torch.float32
-            and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling()
             and bn.running_mean is not None
             and isinstance(self.act, (nn.ReLU, nn.Identity))
-            and native.available()
+            and native.applies(z)
         )
 
     def _forward_into(self, z_local: torch.Tensor, x_p: torch.Tensor) -> torch.Tensor:

@@ -78,11 +78,7 @@ class SqueezeRecursion(nn.Module):
             and not rnn.bidirectional
             and (rnn.dropout == 0 or not self.training)
             and not getattr(rnn, "proj_size", 0)
-            and seq.device.type == "cpu"
-            and seq.dtype == torch.float32
-            and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling()
-            and native.available()
+            and native.applies(seq)
         )
 
     def extra_repr(self) -> str:

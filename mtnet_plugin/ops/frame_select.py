@@ -16,12 +16,6 @@ from ._windows import compute_dtype, fp32_region, static_shape
 COS_EPS = 1e-6  # spec #2 (csrc/select.c has the same)
 
 
-def _use_native(x: torch.Tensor) -> bool:
-    """Eager fp32 on the CPU with the kernels built: the selection runs in csrc/select.c."""
-    eager = not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-    return eager and x.device.type == "cpu" and x.dtype == torch.float32 and native.available()
-
-
 def adjacent_cosine(x: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of adjacent frames' spatial sums (Eq. 6, spec #2).
 
@@ -68,7 +62,7 @@ def triplet_cosine_select(x: torch.Tensor, highest: bool = False) -> torch.Tenso
     Returns:
         LongTensor (N, T') of frame indices, ascending.
     """
-    if _use_native(x):  # the same indices from one kernel call (csrc/select.c)
+    if native.applies(x):  # the same indices from one kernel call (csrc/select.c)
         return native.triplet_select(x, highest)
     n, _, t, _, _ = static_shape(x)
     if t <= 2:

@@ -150,6 +150,13 @@ def available() -> bool:
     return library() is not None
 
 
+def applies(x: torch.Tensor) -> bool:
+    """Whether the kernels run for x: eager execution (tracers, compilers and exporters must see the plain
+    PyTorch graph), a float32 CPU tensor, and the kernels built here."""
+    eager = not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+    return eager and x.device.type == "cpu" and x.dtype == torch.float32 and available()
+
+
 def reason() -> str:
     """Why the kernels are (not) in use: "loaded", or the error that stopped them."""
     library()

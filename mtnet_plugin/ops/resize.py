@@ -30,11 +30,6 @@ class _NativeTrilinear(torch.autograd.Function):
         return native.trilinear_backward(grad, ctx.in_size), None
 
 
-def _use_native(x: torch.Tensor) -> bool:
-    eager = not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-    return eager and x.device.type == "cpu" and x.dtype == torch.float32 and native.available()
-
-
 def trilinear_resize(x: torch.Tensor, size: Sequence[int], out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Trilinear interpolation of x to an exact (T, H, W), align_corners=False (the I() of Eq. 3).
 
@@ -52,12 +47,12 @@ def trilinear_resize(x: torch.Tensor, size: Sequence[int], out: Optional[torch.T
     if out is not None:
         if x.requires_grad and torch.is_grad_enabled():
             raise ValueError("trilinear_resize(out=...) does not record gradients: call it without autograd")
-        if _use_native(x) and out.dtype == x.dtype:
+        if native.applies(x) and out.dtype == x.dtype:
             return native.trilinear_forward(x, size, out=out)
         return out.copy_(x if tuple(int(s) for s in x.shape[2:]) == size else trilinear_resize(x, size))
     if tuple(int(s) for s in x.shape[2:]) == size:
         return x
-    if _use_native(x):
+    if native.applies(x):
         if x.requires_grad and torch.is_grad_enabled():
             return _NativeTrilinear.apply(x, size)
         return native.trilinear_forward(x, size)

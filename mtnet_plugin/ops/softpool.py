@@ -148,8 +148,8 @@ def _eager(x: torch.Tensor) -> bool:
 
 
 def _use_native(x: torch.Tensor, sizes) -> bool:
-    """The fused kernel covers eager fp32 CPU tensors with per-frame (kt = 1) windows, where it is built."""
-    return sizes[0] == 1 and x.device.type == "cpu" and x.dtype == torch.float32 and _eager(x) and native.available()
+    """The fused kernel covers per-frame (kt = 1) windows, where the kernels apply (:func:`native.applies`)."""
+    return sizes[0] == 1 and native.applies(x)
 
 
 def _softpool(x: torch.Tensor, pool_time: bool, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
