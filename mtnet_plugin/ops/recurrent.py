@@ -23,25 +23,32 @@ def _shifted(out: torch.Tensor) -> torch.Tensor:
     return torch.cat([out.new_zeros(out.shape[0], 1, out.shape[2]), out[:, :-1]], dim=1)
 
 
+def _layers(x: torch.Tensor, num_layers: int, weights: Sequence[torch.Tensor], save: bool):
+    """Run the stacked layers. Returns the inputs of every layer, their outputs, and (when ``save``) what each
+    layer's backward needs; the last output is the top layer's."""
+    inputs, outs, saves = [], [], []
+    layer_in = x
+    for k in range(num_layers):
+        w_ih, w_hh, b_ih, b_hh = weights[4 * k : 4 * k + 4]
+        n, t, d = layer_in.shape
+        gi = torch.addmm(b_ih, layer_in.reshape(-1, d), w_ih.t()).view(n, t, -1)  # W_i x_t + b_i, all steps
+        out, saved = native.gru_layer_forward(gi, w_hh, b_hh, save=save)
+        inputs.append(layer_in)
+        outs.append(out)
+        saves.append(saved)
+        layer_in = out
+    return inputs, outs, saves
+
+
 class _GRUFunction(torch.autograd.Function):
     """Forward and backward of the stacked layers; ``weights`` is (W_ih, W_hh, b_ih, b_hh) per layer."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, num_layers: int, *weights: torch.Tensor) -> torch.Tensor:
-        inputs, outs, saves = [], [], []
-        layer_in = x
-        for k in range(num_layers):
-            w_ih, w_hh, b_ih, b_hh = weights[4 * k : 4 * k + 4]
-            gi = torch.addmm(b_ih, layer_in.reshape(-1, layer_in.shape[2]), w_ih.t()).view(
-                layer_in.shape[0], layer_in.shape[1], -1)  # W_i x_t + b_i for every step at once
-            out, saved = native.gru_layer_forward(gi, w_hh, b_hh, save=True)
-            inputs.append(layer_in)
-            outs.append(out)
-            saves.append(saved)
-            layer_in = out
+        inputs, outs, saves = _layers(x, num_layers, weights, save=True)
         ctx.num_layers = num_layers
         ctx.save_for_backward(*inputs, *outs, *saves, *weights)
-        return layer_in
+        return outs[-1]
 
     @staticmethod
     @once_differentiable
@@ -77,13 +84,6 @@ def gru_sequence(x: torch.Tensor, weights: Sequence[torch.Tensor], num_layers: i
     Returns:
         (N, T, H), as ``nn.GRU(..., batch_first=True)(x)[0]`` up to float rounding.
     """
-    if x.requires_grad or any(w.requires_grad for w in weights):
-        if torch.is_grad_enabled():
-            return _GRUFunction.apply(x, num_layers, *weights)
-    layer_in = x
-    for k in range(num_layers):
-        w_ih, w_hh, b_ih, b_hh = weights[4 * k : 4 * k + 4]
-        gi = torch.addmm(b_ih, layer_in.reshape(-1, layer_in.shape[2]), w_ih.t()).view(
-            layer_in.shape[0], layer_in.shape[1], -1)
-        layer_in, _ = native.gru_layer_forward(gi, w_hh, b_hh, save=False)
-    return layer_in
+    if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
+        return _GRUFunction.apply(x, num_layers, *weights)
+    return _layers(x, num_layers, weights, save=False)[1][-1]
