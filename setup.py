@@ -22,8 +22,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(exclude=("tests", "tests.*", "configs", "tools")),
-    # The fused CPU kernels' C sources, compiled on first use (mtnet_plugin/ops/native.py); nothing is built here.
-    package_data={"mtnet_plugin.ops": ["csrc/*.c"]},
+    # The fused CPU kernels' C sources and the headers they include, compiled on first use
+    # (mtnet_plugin/ops/native.py); nothing is built here. Every file of ops/csrc ships: without a header the
+    # build fails and an installed package silently runs the slower eager ops (tests/test_packaging.py).
+    package_data={"mtnet_plugin.ops": ["csrc/*"]},
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
