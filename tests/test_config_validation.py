@@ -50,6 +50,8 @@ def test_defaults_are_valid():
         ({"DATA_LOADER__NUM_WORKERS": -1}, "DATA_LOADER.NUM_WORKERS"),
         ({"NUM_SHARDS": 2, "SHARD_ID": 2}, "SHARD_ID"),
         ({"TRAIN__CHECKPOINT_TYPE": "tf"}, "TRAIN.CHECKPOINT_TYPE"),
+        ({"TRAIN__NONFINITE_GRAD": "ignore"}, "TRAIN.NONFINITE_GRAD"),
+        ({"TRAIN__NONFINITE_GRAD_MAX_SKIPS": -1}, "TRAIN.NONFINITE_GRAD_MAX_SKIPS"),
     ],
 )
 def test_impossible_values_name_the_key(overrides, key):

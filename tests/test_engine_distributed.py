@@ -37,7 +37,8 @@ def test_torchrun_two_processes_train_and_test(tmp_path, make_video):
     assert [s["epoch"] for s in train] == ["1/2", "2/2"] and [s["epoch"] for s in val] == ["2/2"]  # rank 0 only
     # same format as a single-process run (test_engine_trainer checks the same key set)
     assert set(train[0]) == {"_type", "epoch", "dt", "dt_data", "dt_net", "eta", "loss", "lr", "grad_norm",
-                             "gpu_mem", "RAM", "top1_err", "top5_err", "data_failures", "data_failure_paths"}
+                             "gpu_mem", "RAM", "top1_err", "top5_err", "data_failures", "data_failure_paths",
+                             "nonfinite_grad_skips", "nonfinite_grad_iters"}
     assert [os.path.basename(p) for p in list_checkpoints(out)] == ["checkpoint_epoch_00002.pyth"]
     res = json.load(open(os.path.join(out, "test_results.json")))
     # each rank tested half of the 8 views; gathered and de-duplicated: every video has exactly its 2 views

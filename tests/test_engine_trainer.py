@@ -89,7 +89,8 @@ def test_tiny_training_lowers_the_loss_and_writes_stats(tmp_path, make_video):
     assert [s["epoch"] for s in vals] == ["6/12", "12/12"]
     assert float(epochs[-1]["loss"]) < 0.5 * float(epochs[0]["loss"])
     expected_keys = {"_type", "epoch", "dt", "dt_data", "dt_net", "eta", "loss", "lr", "grad_norm", "gpu_mem", "RAM",
-                     "top1_err", "top5_err", "data_failures", "data_failure_paths"}
+                     "top1_err", "top5_err", "data_failures", "data_failure_paths",
+                     "nonfinite_grad_skips", "nonfinite_grad_iters"}
     assert set(epochs[0]) == expected_keys
     assert {"top1_err", "top5_err", "min_top1_err", "min_top5_err", "mean_class_acc"} <= set(vals[0])
     # the LR of the last iteration of epoch e (one iteration per epoch: fractional epoch e + 0)

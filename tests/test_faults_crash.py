@@ -212,6 +212,65 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(data_d
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
+def _poison_gradient(trainer, when):
+    """The first parameter's gradient turns NaN in the iterations ``when(trainer)`` names; the loss stays finite."""
+    first = next(p for p in trainer.model.parameters() if p.requires_grad)
+    first.register_hook(lambda grad: grad * float("nan") if when(trainer) else grad)
+
+
+def _count_steps(trainer):
+    calls = []
+    step = trainer.optimizer.step
+
+    def counted(*args, **kwargs):
+        calls.append((trainer.epoch, trainer.iter))
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = counted
+    return calls
+
+
+def test_nan_gradient_with_a_finite_loss_stops_naming_the_iteration(data_dir, tmp_path):
+    out = str(tmp_path / "out")
+    cfg = _frozen(_yaml(tmp_path, data_dir, out))
+    assert cfg.TRAIN.NONFINITE_GRAD == "stop"  # the default
+    trainer = Trainer(cfg)
+    _poison_gradient(trainer, lambda t: (t.epoch, t.iter) == (1, 1))
+    steps = _count_steps(trainer)
+    with pytest.raises(TrainingDiverged) as err:
+        trainer.train()
+    message = str(err.value)
+    assert "Gradient norm is nan" in message and "epoch 2, iteration 2" in message, message
+    assert checkpoint_path(out, 0) in message
+    assert steps == [(0, 0), (0, 1), (1, 0)]  # the poisoned step was never taken
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert list_checkpoints(out) == [checkpoint_path(out, 0)]
+
+
+def test_nan_gradient_in_skip_mode_skips_the_step_and_names_it(data_dir, tmp_path):
+    out = str(tmp_path / "out")
+    cfg = _frozen(_yaml(tmp_path, data_dir, out, TRAIN={"BATCH_SIZE": 2, "EVAL_PERIOD": 100,
+                                                        "NONFINITE_GRAD": "skip"}))
+    trainer = Trainer(cfg)
+    _poison_gradient(trainer, lambda t: (t.epoch, t.iter) == (1, 1))  # the last step of epoch 2
+    steps = _count_steps(trainer)
+    trainer.train()
+    assert len(steps) == 2 * EPOCHS - 1 and (1, 1) not in steps
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    epochs = [s for s in read_json_stats(os.path.join(out, "json_stats.log")) if s["_type"] == "train_epoch"]
+    assert [s["nonfinite_grad_skips"] for s in epochs] == [0, 1, 0, 0]
+    assert [s["nonfinite_grad_iters"] for s in epochs] == [[], [2], [], []]
+    assert epochs[1]["grad_norm"] == "nan"  # the epoch line logs the last iteration's norm: written, not a crash
+
+    # a NaN in every step: more than NONFINITE_GRAD_MAX_SKIPS in one epoch stops training
+    cfg = _frozen(_yaml(tmp_path, data_dir, str(tmp_path / "out2"), TRAIN={
+        "BATCH_SIZE": 2, "EVAL_PERIOD": 100, "NONFINITE_GRAD": "skip", "NONFINITE_GRAD_MAX_SKIPS": 1}))
+    trainer = Trainer(cfg)
+    _poison_gradient(trainer, lambda t: True)
+    with pytest.raises(TrainingDiverged, match=r"2 optimizer steps skipped .* epoch 1 .*MAX_SKIPS = 1"):
+        trainer.train()
+
+
 def test_output_dir_that_cannot_be_created_fails_at_start(data_dir, tmp_path, root_handlers):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")

@@ -44,6 +44,10 @@ def _add_train(cfg: CfgNode) -> None:
     cfg.TRAIN.ENABLE = True
     # Abort when the loss exceeds this multiple of recent losses (0 disables the check).
     cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR = 0.0
+    # [mtnet_plugin] A NaN/inf gradient norm with a finite loss: "stop" (TrainingDiverged) | "skip" the step.
+    cfg.TRAIN.NONFINITE_GRAD = "stop"
+    # [mtnet_plugin] With NONFINITE_GRAD "skip": more skipped steps than this in one epoch stop training.
+    cfg.TRAIN.NONFINITE_GRAD_MAX_SKIPS = 10
     # Dataset name (the Kinetics-style csv list dataset is "kinetics").
     cfg.TRAIN.DATASET = "kinetics"
     # Clips per machine per iteration; each of the NUM_GPUS processes gets BATCH_SIZE / NUM_GPUS.

@@ -80,6 +80,8 @@ def _check_runtime(cfg: CfgNode, check_devices: bool) -> None:
     _int(cfg, "TRAIN.EVAL_PERIOD", 1)
     _int(cfg, "TRAIN.CHECKPOINT_PERIOD", 1)
     _choice(cfg, "TRAIN.CHECKPOINT_TYPE", _CHECKPOINT_TYPES)
+    _choice(cfg, "TRAIN.NONFINITE_GRAD", ("stop", "skip"))
+    _int(cfg, "TRAIN.NONFINITE_GRAD_MAX_SKIPS", 0)
     _choice(cfg, "TEST.CHECKPOINT_TYPE", _CHECKPOINT_TYPES)
     if cfg.BN.USE_PRECISE_STATS:
         _int(cfg, "BN.NUM_BATCHES_PRECISE", 0)

@@ -5,10 +5,14 @@ spawned worker): library modules only use ``logging.getLogger(__name__)``.
 
 ``json_stats`` lines follow PySlowFast's ``log_json_stats`` (facts §9.6): floats become ``Decimal`` with five
 decimals, the dict is dumped by simplejson with ``sort_keys=True``, the line reads ``json_stats: {...}``, and epoch
-stats are also appended to ``OUTPUT_DIR/json_stats.log``.
+stats are also appended to ``OUTPUT_DIR/json_stats.log``. A NaN or infinite number (a diverging loss, a NaN
+gradient norm) is written as the string ``"nan"``, ``"inf"`` or ``"-inf"``, which JSON allows and ``float()`` reads
+back; a log line never fails on it.
 """
 import decimal
 import logging
+import math
+import numbers
 import os
 import sys
 from typing import Optional
@@ -60,9 +64,10 @@ def setup_logging(output_dir: Optional[str] = None, rank: Optional[int] = None) 
 
 
 def _to_decimal(value):
-    """Floats -> Decimal with 5 places, recursively through lists/dicts (PySlowFast's rounding)."""
-    if isinstance(value, float):
-        return decimal.Decimal(f"{value:.5f}")
+    """Floats -> Decimal with 5 places, recursively through lists/dicts (PySlowFast's rounding); NaN/inf -> text."""
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        value = float(value)
+        return decimal.Decimal(f"{value:.5f}") if math.isfinite(value) else str(value)
     if isinstance(value, dict):
         return {k: _to_decimal(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

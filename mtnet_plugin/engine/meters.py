@@ -97,6 +97,12 @@ class TrainMeter:
         self.dt = self.dt_data = self.dt_net = 0.0
         self.epoch_start = time.perf_counter()
         self.failures: List[Dict[str, str]] = []
+        self.skipped_iters: List[int] = []
+
+    def skip_step(self, cur_iter: int) -> int:
+        """Record that iteration ``cur_iter`` (0-based) took no optimizer step; returns the skips of this epoch."""
+        self.skipped_iters.append(cur_iter + 1)
+        return len(self.skipped_iters)
 
     def update(self, loss: float, top1_err: float, top5_err: float, lr: float, grad_norm: float,
                batch_size: int, dt_data: float, dt_net: float, failures=()) -> None:
@@ -152,6 +158,8 @@ class TrainMeter:
             "top5_err": self.top5_sum / n,
             "data_failures": len(self.failures),
             "data_failure_paths": paths,
+            "nonfinite_grad_skips": len(self.skipped_iters),
+            "nonfinite_grad_iters": list(self.skipped_iters),
         }
 
 

@@ -10,6 +10,13 @@ Mixed precision (``TRAIN.MIXED_PRECISION``) runs on CUDA only: bf16 autocast whe
 with a ``GradScaler``; on CPU it warns and trains in fp32. A NaN/inf loss, or a loss above
 ``TRAIN.KILL_LOSS_EXPLOSION_FACTOR`` times the median of the recent losses, stops training with
 :class:`TrainingDiverged` before the step is taken; the last checkpoint on disk is from a good epoch.
+
+A finite loss can still give a NaN/inf gradient. Before every optimizer step the total gradient L2 norm (the one
+``clip_grad_norm_`` returns) is checked: with ``TRAIN.NONFINITE_GRAD stop`` a non-finite norm stops training with
+:class:`TrainingDiverged` naming the iteration; with ``skip`` the step is not taken, the iteration is counted in the
+epoch's ``train_epoch`` stats (``nonfinite_grad_skips``, ``nonfinite_grad_iters``), and more than
+``TRAIN.NONFINITE_GRAD_MAX_SKIPS`` skips in one epoch stop training. Under fp16 mixed precision the ``GradScaler``
+already skips such steps (it is how it calibrates its scale), so they are left to it and not counted.
 """
 import logging
 import math
@@ -204,8 +211,11 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         grad_norm = self._clip_gradients()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if self.scaler.is_enabled() or math.isfinite(grad_norm):  # the fp16 GradScaler skips inf steps itself
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self._skip_nonfinite_gradient(grad_norm)
         self.recent_losses.append(loss_value)
         self.meter.update(loss_value, top1, top5, self.lr, grad_norm, labels.shape[0] * get_world_size(),
                           dt_data, time.perf_counter() - t_net, batch.get("failures", []))
@@ -221,9 +231,34 @@ class Trainer:
             torch.nn.utils.clip_grad_value_(params, solver.CLIP_GRAD_VAL)
         return float(norm)
 
-    def _check_loss(self, loss: float) -> None:
+    def _where_and_keep(self) -> "tuple[str, str]":
         where = f"epoch {self.epoch + 1}, iteration {self.iter + 1}"
         keep = f"The last good checkpoint is {self.last_checkpoint or '(none yet)'}; lower SOLVER.BASE_LR or check the data."
+        return where, keep
+
+    def _skip_nonfinite_gradient(self, grad_norm: float) -> None:
+        """A NaN/inf gradient norm: stop (``TRAIN.NONFINITE_GRAD stop``) or drop this step's gradients (``skip``).
+
+        Raises:
+            TrainingDiverged: with ``stop``, or when this epoch has skipped more than ``NONFINITE_GRAD_MAX_SKIPS``.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        where, keep = self._where_and_keep()
+        train = self.cfg.TRAIN
+        if train.NONFINITE_GRAD != "skip":
+            raise TrainingDiverged(f"Gradient norm is {grad_norm} (the loss is finite) at {where}; the optimizer step "
+                                   f"was not taken (TRAIN.NONFINITE_GRAD stop). Training stopped. {keep}")
+        skipped = self.meter.skip_step(self.iter)
+        logger.warning("Gradient norm is %s at %s: optimizer step skipped (%d this epoch, TRAIN.NONFINITE_GRAD skip)",
+                       grad_norm, where, skipped)
+        if skipped > train.NONFINITE_GRAD_MAX_SKIPS:
+            raise TrainingDiverged(
+                f"{skipped} optimizer steps skipped for NaN/inf gradients in epoch {self.epoch + 1} (more than "
+                f"TRAIN.NONFINITE_GRAD_MAX_SKIPS = {train.NONFINITE_GRAD_MAX_SKIPS}), the last at {where}. "
+                f"Training stopped. {keep}")
+
+    def _check_loss(self, loss: float) -> None:
+        where, keep = self._where_and_keep()
         if not math.isfinite(loss):
             raise TrainingDiverged(f"Loss is {loss} at {where}. Training stopped. {keep}")
         factor = self.cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR
