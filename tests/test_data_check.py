@@ -122,14 +122,14 @@ def test_spec_from_a_run_config(planted):
     assert check_video(bad["one_frame"], args["spec"])[0] == "too_short"
 
 
-def _crash_on_poison(path, spec):
+def _crash_on_poison(path, spec, whole=True):
     """A checker whose process dies on one file (as a decoder segfault would)."""
     if path.endswith("poison.mp4"):
         os._exit(3)
-    return _REAL_CHECK(path, spec)
+    return _REAL_CHECK(path, spec, whole)
 
 
-_REAL_CHECK = check.check_video
+_REAL_CHECK = check._check_video_info
 
 
 def test_a_decoder_crash_is_a_verdict_about_that_file(planted, tmp_path, monkeypatch):
@@ -139,7 +139,7 @@ def test_a_decoder_crash_is_a_verdict_about_that_file(planted, tmp_path, monkeyp
     entries = [(os.path.join(folder, "good_0.mp4"), 0), (poison, 1), (bad["empty"], 0),
                (os.path.join(folder, "good_1.mp4"), 1)]
     fault_files.write_list(str(listing), entries)
-    monkeypatch.setattr(check, "check_video", _crash_on_poison)  # the forked workers inherit the patch
+    monkeypatch.setattr(check, "_check_video_info", _crash_on_poison)  # the forked workers inherit the patch
     report = check_video_lists([str(listing)], workers=2)
     assert {b["path"]: b["kind"] for b in report["bad"]} == {poison: "undecodable", bad["empty"]: "empty"}
     assert "crashed" in report["bad"][0]["problem"]

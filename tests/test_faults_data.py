@@ -111,7 +111,8 @@ MALFORMED = {
     "non_integer_label": "{video} walking",
     "negative_label": "{video} -1",
     "label_out_of_range": "{video} 2",
-    "too_many_fields": "{video} 1 2 3",
+    "unterminated_quote": '"{video} 1',
+    "bad_segment": "{video}#t=5,2 1",
 }
 
 

@@ -13,6 +13,9 @@ one verdict, the first problem found, in this order:
                 DATA.SAMPLING_RATE`` frames at ``DATA.TARGET_FPS``, converted to the video's fps): the runtime would
                 repeat the last frame (PySlowFast semantics), so the clip is not what the config asks for.
 ``resolution``  the frame size differs from ``expect_size`` or its short side is below ``min_short_side``.
+``segment``     the line's segment (``path#t=START,END``, video_list.py) is not inside the video: it starts at or
+                after the video's end, or ends more than one frame after it. A segment inside the video that is
+                shorter than one clip is ``too_short``.
 
 Only the first and the last frames are decoded (a few frames each, after a seek), so a scan costs about two seeks a
 file; damage in the middle of a file is not seen. The runtime itself skips and names broken files while training
@@ -32,12 +35,12 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from iopath.common.file_io import g_pathmgr
 
 from .decoder import VideoDecodeError, VideoReader
-from .sampling import clip_size_frames
+from .sampling import clip_size_frames, segment_frames
 from .video_list import VideoListError, iter_list_lines, parse_line
 
 logger = logging.getLogger(__name__)
 
-PROBLEM_KINDS = ("malformed", "missing", "empty", "undecodable", "audio_only", "too_short", "resolution")
+PROBLEM_KINDS = ("malformed", "missing", "empty", "undecodable", "audio_only", "too_short", "resolution", "segment")
 
 # Frames decoded at each end of a file: a small window, so that a variable frame rate (frame indices computed from
 # timestamps at the average rate) does not make a good file look truncated.
@@ -71,6 +74,8 @@ class ListLine:
     text: str
     path: Optional[str]
     error: str = ""
+    start: Optional[float] = None
+    end: Optional[float] = None
 
 
 class _SwallowDecoderWarnings(logging.Filter):
@@ -100,6 +105,22 @@ def check_video(path: str, spec: CheckSpec = CheckSpec()) -> Optional[Tuple[str,
     Returns:
         ``(kind, message)`` with ``kind`` in :data:`PROBLEM_KINDS`, or None.
     """
+    return _check_video_info(path, spec)[0]
+
+
+def _check_video_info(path: str, spec: CheckSpec, whole_video_length: bool = True):
+    """``(verdict, (fps, num_frames) or None)``: :func:`check_video` plus what segment checks need.
+
+    ``whole_video_length=False`` skips the too-short check of the whole video (every line of it has a segment,
+    which is checked instead).
+
+    Args:
+        path: local path or iopath URI.
+        spec: the sampling and size requirements.
+
+    Returns:
+        ``(kind, message)`` with ``kind`` in :data:`PROBLEM_KINDS`, or None.
+    """
     decoder_logger = logging.getLogger(VideoReader.__module__)
     quiet = _SwallowDecoderWarnings()
     decoder_logger.addFilter(quiet)
@@ -107,36 +128,63 @@ def check_video(path: str, spec: CheckSpec = CheckSpec()) -> Optional[Tuple[str,
         try:
             reader = VideoReader(path)
         except VideoDecodeError as e:
-            return _kind_of_open_error(path), e.reason
+            return (_kind_of_open_error(path), e.reason), None
         except Exception as e:  # a reader bug or an exotic container must not stop the scan
-            return "undecodable", f"cannot open ({type(e).__name__}: {e})"
+            return ("undecodable", f"cannot open ({type(e).__name__}: {e})"), None
         with reader:
             info = reader.info
             if not info.has_video:
-                return "audio_only", "no video stream (audio-only or data file)"
+                return ("audio_only", "no video stream (audio-only or data file)"), None
             n = info.num_frames
             window = min(max(_END_WINDOW_MIN, n // 50), _END_WINDOW_MAX)
             for first, last, where in ((0, min(n - 1, window), "first"), (max(0, n - 1 - window), n - 1, "last")):
                 try:
                     reader.frames(list(range(first, last + 1)))
                 except VideoDecodeError as e:
-                    return "undecodable", f"the {where} frames ({first}..{last} of {n}) do not decode: {e.reason}"
+                    return ("undecodable", f"the {where} frames ({first}..{last} of {n}) do not decode: "
+                                           f"{e.reason}"), None
                 except Exception as e:  # a decoder error of any type on bad input is a verdict, not a crash
-                    return "undecodable", f"the {where} frames do not decode ({type(e).__name__}: {e})"
-        if spec.num_frames > 0:
+                    return ("undecodable", f"the {where} frames do not decode ({type(e).__name__}: {e})"), None
+        facts = (info.fps, n)
+        if spec.num_frames > 0 and whole_video_length:
             size = clip_size_frames(spec.num_frames, spec.sampling_rate, spec.target_fps, info.fps)
             if n < size:
-                return "too_short", (f"{n} frames at {info.fps:g} fps, one clip spans {math.ceil(size)} "
-                                     f"({spec.num_frames} frames x sampling rate {spec.sampling_rate} at "
-                                     f"{spec.target_fps:g} fps)")
+                return ("too_short", f"{n} frames at {info.fps:g} fps, {_clip_words(spec, size)}"), facts
         if spec.expect_size is not None and (info.height, info.width) != tuple(spec.expect_size):
             h, w = spec.expect_size
-            return "resolution", f"{info.height}x{info.width} (HxW), expected {h}x{w}"
+            return ("resolution", f"{info.height}x{info.width} (HxW), expected {h}x{w}"), facts
         if spec.min_short_side is not None and min(info.height, info.width) < spec.min_short_side:
-            return "resolution", (f"{info.height}x{info.width} (HxW): short side below {spec.min_short_side}")
-        return None
+            return ("resolution", f"{info.height}x{info.width} (HxW): short side below {spec.min_short_side}"), facts
+        return None, facts
     finally:
         decoder_logger.removeFilter(quiet)
+
+
+def _clip_words(spec: CheckSpec, size: float) -> str:
+    return (f"one clip spans {math.ceil(size)} ({spec.num_frames} frames x sampling rate {spec.sampling_rate} at "
+            f"{spec.target_fps:g} fps)")
+
+
+def check_segment(start: Optional[float], end: Optional[float], fps: float, num_frames: int,
+                  spec: CheckSpec = CheckSpec()) -> Optional[Tuple[str, str]]:
+    """The problem of a segment ``[start, end)`` seconds of a video with ``num_frames`` at ``fps``, or None.
+
+    ``segment`` when it starts at or after the video's end or ends more than one frame after it; ``too_short``
+    when it holds fewer frames than one clip spans (with ``spec.num_frames > 0``).
+    """
+    duration = num_frames / fps
+    words = f"#t={'' if start is None else f'{start:g}'}{'' if end is None else f',{end:g}'}"
+    try:
+        _, count = segment_frames(start, end, fps, num_frames)
+    except ValueError:
+        return "segment", f"segment {words} starts at or after the video's end ({duration:.3f} s)"
+    if end is not None and end > duration + 1.0 / fps:
+        return "segment", f"segment {words} ends after the video's end ({duration:.3f} s)"
+    if spec.num_frames > 0:
+        size = clip_size_frames(spec.num_frames, spec.sampling_rate, spec.target_fps, fps)
+        if count < size:
+            return "too_short", f"segment {words}: {count} frames at {fps:g} fps, {_clip_words(spec, size)}"
+    return None
 
 
 def read_list_lines(list_file: str, *, separator: str = " ", prefix: str = "",
@@ -150,19 +198,19 @@ def read_list_lines(list_file: str, *, separator: str = " ", prefix: str = "",
     for number, text in iter_list_lines(list_file):
         try:
             entry = parse_line(text, separator, prefix, num_classes, f"{list_file}:{number}")
-            lines.append(ListLine(list_file, number, text, entry.path))
+            lines.append(ListLine(list_file, number, text, entry.path, start=entry.start, end=entry.end))
         except VideoListError as e:
             lines.append(ListLine(list_file, number, text, None, str(e)))
     return lines
 
 
-def _check_isolated(path: str, spec: CheckSpec) -> Optional[Tuple[str, str]]:
-    """``check_video`` in a fresh process, so that a decoder crash (segfault) is a verdict about this file."""
+def _check_isolated(path: str, spec: CheckSpec, whole: bool):
+    """``_check_video_info`` in a fresh process, so that a decoder crash (segfault) is a verdict about this file."""
     with ProcessPoolExecutor(max_workers=1) as pool:
         try:
-            return pool.submit(check_video, path, spec).result()
+            return pool.submit(_check_video_info, path, spec, whole).result()
         except BrokenProcessPool:
-            return "undecodable", "the decoder crashed (its process died) on this file"
+            return ("undecodable", "the decoder crashed (its process died) on this file"), None
 
 
 def _progress(total: int, enabled: bool):
@@ -174,21 +222,22 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="video", desc="checking videos", file=sys.stderr, dynamic_ncols=True)
 
 
-def _check_paths(paths: Sequence[str], spec: CheckSpec, workers: int,
-                 progress: bool) -> Dict[str, Optional[Tuple[str, str]]]:
-    """Verdicts of distinct paths, in ``workers`` processes (0 or 1: in this process)."""
-    verdicts: Dict[str, Optional[Tuple[str, str]]] = {}
+def _check_paths(paths: Dict[str, bool], spec: CheckSpec, workers: int, progress: bool) -> Dict[str, tuple]:
+    """``{path: (verdict, (fps, num_frames) or None)}`` of distinct paths, in ``workers`` processes (0 or 1: in this
+    process). ``paths`` maps each path to whether its whole length is checked (False: only segments of it are
+    listed)."""
+    verdicts: Dict[str, tuple] = {}
     bar = _progress(len(paths), progress)
     try:
         if workers <= 1:
-            for path in paths:
-                verdicts[path] = check_video(path, spec)
+            for path, whole in paths.items():
+                verdicts[path] = _check_video_info(path, spec, whole)
                 if bar is not None:
                     bar.update(1)
             return verdicts
         try:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(check_video, path, spec): path for path in paths}
+                futures = {pool.submit(_check_video_info, path, spec, whole): path for path, whole in paths.items()}
                 for future in as_completed(futures):
                     verdicts[futures[future]] = future.result()
                     if bar is not None:
@@ -198,7 +247,7 @@ def _check_paths(paths: Sequence[str], spec: CheckSpec, workers: int,
             logger.warning("a checking process died (decoder crash?); checking the %d remaining files one process "
                            "each", len(left))
             for path in left:
-                verdicts[path] = _check_isolated(path, spec)
+                verdicts[path] = _check_isolated(path, spec, paths[path])
                 if bar is not None:
                     bar.update(1)
         return verdicts
@@ -229,7 +278,10 @@ def check_video_lists(list_files: Iterable[str], *, separator: str = " ", prefix
     lines: List[ListLine] = []
     for list_file in list_files:
         lines.extend(read_list_lines(list_file, separator=separator, prefix=prefix, num_classes=num_classes))
-    paths = list(dict.fromkeys(ln.path for ln in lines if ln.path is not None))
+    paths: Dict[str, bool] = {}  # path -> some line lists the whole video (its length is then checked)
+    for ln in lines:
+        if ln.path is not None:
+            paths[ln.path] = paths.get(ln.path, False) or (ln.start is None and ln.end is None)
     start = time.perf_counter()
     verdicts = _check_paths(paths, spec, workers, progress)
     bad = []
@@ -237,7 +289,11 @@ def check_video_lists(list_files: Iterable[str], *, separator: str = " ", prefix
         if ln.path is None:
             verdict = ("malformed", ln.error)
         else:
-            verdict = verdicts[ln.path]
+            verdict, facts = verdicts[ln.path]
+            if verdict is not None and verdict[0] == "too_short" and not (ln.start is None and ln.end is None):
+                verdict = None  # the whole video's length: this line only uses its segment
+            if verdict is None and facts is not None and not (ln.start is None and ln.end is None):
+                verdict = check_segment(ln.start, ln.end, facts[0], facts[1], spec)
         if verdict is not None:
             bad.append({"list": ln.list_file, "line": ln.line, "path": ln.path if ln.path is not None else ln.text,
                         "kind": verdict[0], "problem": verdict[1]})

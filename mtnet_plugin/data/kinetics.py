@@ -14,6 +14,9 @@ Modes, as in PySlowFast:
   proportion) and the full crop for ``s = 2``. With ``MULTIGRID.LONG_CYCLE_SAMPLING_RATE > 0`` the train sampling
   rate is drawn from ``[SAMPLING_RATE, LONG_CYCLE_SAMPLING_RATE]``.
 
+A list line with a segment (``path#t=START,END``, video_list.py) samples every clip inside the segment only: the
+segment's frames stand for the whole video in the rules above (``segment_frames``).
+
 Broken videos (missing, empty, truncated, not a video, audio-only, decode errors) are tried
 ``1 + DATA.DECODE_RETRIES`` times (once per process: later requests for a video that failed fail at once, so a
 broken test video costs one warning, not one per view). Then a train sample is replaced by another random video (up to
@@ -29,13 +32,21 @@ import torch
 from fvcore.common.config import CfgNode
 
 from .decoder import VideoDecodeError, VideoReader
-from .sampling import clip_frame_indices, clip_size_frames, get_start_end_idx, view_from_index
+from .sampling import clip_frame_indices, clip_size_frames, get_start_end_idx, segment_frames, view_from_index
 from .transforms import normalize, random_spatial_sampling, uint8_to_float, uniform_spatial_sampling
 from .video_list import VideoEntry, list_path, read_video_list
 
 logger = logging.getLogger(__name__)
 
 Index = Union[int, Tuple[int, int]]
+
+
+def _segment(entry: VideoEntry, fps: float, num_frames: int) -> Tuple[int, int]:
+    """``sampling.segment_frames`` of a list entry; a segment outside the video is a VideoDecodeError."""
+    try:
+        return segment_frames(entry.start, entry.end, fps, num_frames)
+    except ValueError as e:
+        raise VideoDecodeError(entry.path, str(e)) from None
 
 
 class KineticsDataset(torch.utils.data.Dataset):
@@ -131,10 +142,12 @@ class KineticsDataset(torch.utils.data.Dataset):
                 info = reader.info
                 if not info.has_video:
                     raise VideoDecodeError(path, "no video stream (audio-only or data file)")
+                first, count = _segment(self.videos[video_idx], info.fps, info.num_frames)
                 size = clip_size_frames(self.num_frames, rate, fps, info.fps)
-                start, end = get_start_end_idx(info.num_frames, size, temporal if not train_like else -1,
+                start, end = get_start_end_idx(count, size, temporal if not train_like else -1,
                                                self.num_views, use_offset=self.use_offset)
-                frames = reader.frames(clip_frame_indices(start, end, self.num_frames, info.num_frames))
+                index = clip_frame_indices(start, end, self.num_frames, count)
+                frames = reader.frames([first + i for i in index])
             if not train_like:
                 self._last_clip = (key, frames)
         clip = uint8_to_float(frames)

@@ -67,6 +67,24 @@ def clip_frame_indices(start: float, end: float, num_frames: int, video_size: in
     return index.tolist()
 
 
+def segment_frames(start: Optional[float], end: Optional[float], fps: float, num_frames: int) -> Tuple[int, int]:
+    """``(first frame, frame count)`` of the segment ``[start, end)`` seconds of a video (None: its start / end).
+
+    Frame ``i`` lies in the segment when its time ``i / fps`` is in ``[start, end)``. An ``end`` past the video's
+    end is cut to the video (annotations round times up). The dataset samples clips inside these frames as if they
+    were the whole video, so a clip longer than the segment repeats the segment's last frame, never a frame outside.
+
+    Raises:
+        ValueError: the segment starts at or after the video's last frame.
+    """
+    first = 0 if start is None else int(math.ceil(start * fps - 1e-6))
+    stop = num_frames if end is None else min(num_frames, int(math.ceil(end * fps - 1e-6)))
+    if first >= num_frames:
+        raise ValueError(f"segment starts at {start:g} s, at or after the video's end ({num_frames} frames at "
+                         f"{fps:g} fps = {num_frames / fps:.3f} s)")
+    return first, max(1, stop - first)
+
+
 def view_from_index(sample_index: int, num_ensemble_views: int, num_spatial_crops: int) -> Tuple[int, int, int]:
     """Map a test sample index to ``(video_idx, temporal_idx, spatial_idx)`` (facts file §5.3).
 
