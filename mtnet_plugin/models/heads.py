@@ -53,14 +53,17 @@ class X3DHead(nn.Module):
         self.dropout = nn.Dropout(dropout_rate) if dropout_rate > 0 else nn.Identity()
         self.projection = nn.Linear(dim_out, num_classes, bias=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, dim_in, T, H, W) -> logits (N, num_classes)."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, dim_in, T, H, W) -> the classifier's input (N, dim_out): lin_5's output after its ReLU."""
         x = self.avg_pool(self.conv_5_relu(self.conv_5_bn(self.conv_5(x))))
         x = self.lin_5(x)
         if self.lin_5_bn is not None:
             x = self.lin_5_bn(x)
-        x = self.lin_5_relu(x).flatten(1)  # (N, dim_out)
-        return self.projection(self.dropout(x))
+        return self.lin_5_relu(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, dim_in, T, H, W) -> logits (N, num_classes)."""
+        return self.projection(self.dropout(self.features(x)))
 
     def activate(self, logits: torch.Tensor) -> torch.Tensor:
         """Apply ``self.act`` to logits (N, num_classes): what the runtime does where it needs scores."""

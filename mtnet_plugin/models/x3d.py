@@ -184,6 +184,10 @@ class VideoNet(nn.Module):
 
     def forward(self, x: Union[torch.Tensor, List[torch.Tensor]]) -> torch.Tensor:
         """x: (N, C, T, H, W) or [(N, C, T, H, W)] -> logits (N, num_classes)."""
+        return self.head(self.backbone(x))
+
+    def backbone(self, x: Union[torch.Tensor, List[torch.Tensor]]) -> torch.Tensor:
+        """x: (N, C, T, H, W) or [(N, C, T, H, W)] -> the last stage's map (N, C5, T, H / 32, W / 32)."""
         if isinstance(x, (list, tuple)):
             if len(x) != 1:
                 raise ValueError(f"expected one pathway, got {len(x)} tensors")
@@ -191,7 +195,15 @@ class VideoNet(nn.Module):
         x = self.s1(x)
         for i in range(self.num_stages):
             x = getattr(self, f"s{i + 2}")(x)
-        return self.head(x)
+        return x
+
+    def forward_features(self, x: Union[torch.Tensor, List[torch.Tensor]]) -> torch.Tensor:
+        """x as ``forward`` -> the clip embedding the classifier reads, (N, X3D.DIM_C5): the head's
+        ``features`` (for ``X3DHead``: lin_5 after its ReLU, before dropout and the projection)."""
+        features = getattr(self.head, "features", None)
+        if features is None:
+            raise NotImplementedError(f"{type(self.head).__name__} has no features(x); forward_features needs one")
+        return features(self.backbone(x))
 
 
 def init_weights(model: nn.Module, *, fc_init_std: float = 0.01, zero_init_final_bn: bool = True) -> None:
