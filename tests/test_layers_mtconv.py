@@ -65,6 +65,48 @@ def test_channel_split_and_empty_branches():
         MTConv(4, 8, 1, symmetric_pool=True)
 
 
+@pytest.mark.parametrize("lp_kernel,lp_taps", [("same", 27), ("1x1x1", 1)])
+def test_split_io_weight_shapes_and_parameter_count(lp_kernel, lp_taps):
+    # C_in = 8, C~ = 8, delta = 3/4, 3x3x3: L reads input channels 0..5 and writes C_L = 6, P reads 6..7 and
+    # writes C_P = 2, w_LP maps C_L = 6 -> C_P = 2. By hand: 27 * (6*6 + 2*2) + lp_taps * 6*2 + BN 2 * (6 + 2 + 2).
+    m = MTConv(8, 8, 3, padding=1, delta=0.75, p_input="split_io", lp_kernel=lp_kernel)
+    assert m.conv_local.weight.shape == (6, 6, 3, 3, 3)
+    assert m.conv_p.weight.shape == (2, 2, 3, 3, 3)
+    assert m.conv_lp.weight.shape == ((2, 6, 3, 3, 3) if lp_kernel == "same" else (2, 6, 1, 1, 1))
+    expected = 27 * (6 * 6 + 2 * 2) + lp_taps * 6 * 2 + 2 * (6 + 2 + 2)
+    assert expected == (1424 if lp_kernel == "same" else 1112)
+    assert sum(p.numel() for p in m.parameters()) == expected
+    # The same layer in the other modes: "full" L 8->6, P 8->2; "split" L 8->6, P 2->2.
+    full = MTConv(8, 8, 3, padding=1, delta=0.75, p_input="full", lp_kernel=lp_kernel)
+    split = MTConv(8, 8, 3, padding=1, delta=0.75, p_input="split", lp_kernel=lp_kernel)
+    assert sum(p.numel() for p in full.parameters()) == 27 * (8 * 6 + 8 * 2) + lp_taps * 12 + 20
+    assert sum(p.numel() for p in split.parameters()) == 27 * (8 * 6 + 2 * 2) + lp_taps * 12 + 20
+    # Channelwise convs split their channels the same way in every mode: 27 * (6 + 2) + 6*2 + BN.
+    cw = MTConv(8, 8, 3, padding=1, groups=8, delta=0.75, p_input="split_io")
+    assert sum(p.numel() for p in cw.parameters()) == 27 * 8 + 12 + 20
+    # The input share is Eq. 1 on C_in: 10 inputs at delta 0.7 -> L reads 7, P reads 3.
+    odd = MTConv(10, 8, 1, delta=0.7, p_input="split_io")
+    assert (odd.conv_local.in_channels, odd.conv_p.in_channels, odd.p_in_channels) == (7, 3, 3)
+
+
+def test_split_io_local_branch_ignores_the_prolonged_inputs():
+    # L's output must not depend on the last C_in - floor(delta * C_in) input channels, and P's must.
+    torch.manual_seed(0)
+    m = MTConv(8, 8, 3, padding=1, delta=0.75, p_input="split_io").eval()
+    x = torch.randn(1, 8, 6, 8, 8)
+    y = x.clone()
+    y[:, 6:] += torch.randn(1, 2, 6, 8, 8)
+    with torch.no_grad():
+        a, b = m(x), m(y)
+    torch.testing.assert_close(a[:, :6], b[:, :6], rtol=0, atol=0)
+    assert (a[:, 6:] - b[:, 6:]).abs().max() > 1e-3
+
+
+def test_split_io_needs_both_input_shares():
+    with pytest.raises(ValueError, match="split_io.*delta=0.5.*0 input channels to L"):
+        MTConv(1, 8, 1, delta=0.5, p_input="split_io")  # floor(0.5 * 1) = 0
+
+
 def _plain_shape(x, cout, k, s, p):
     return F.conv3d(x, torch.zeros(cout, x.shape[1], *k), stride=s, padding=p).shape
 
@@ -85,7 +127,8 @@ def test_output_shape_equals_plain_conv(kind, stride, hw, t):
 
 @pytest.mark.parametrize(
     "opts",
-    [dict(p_input="split"), dict(lp_kernel="1x1x1"), dict(selection="highest"), dict(selection="none"),
+    [dict(p_input="split"), dict(p_input="split_io"), dict(lp_kernel="1x1x1"), dict(selection="highest"),
+     dict(selection="none"),
      dict(activation=False)]
     + [dict(pool=p) for p in POOL_METHODS]
     + [dict(pool=p, symmetric_pool=True, selection="none") for p in POOL_METHODS],
@@ -111,6 +154,15 @@ def test_unusual_padding_and_one_by_one_kernels():
         assert m(x).shape == _plain_shape(x, 8, k, s, pp), (k, s, p)
 
 
+def _local_input(m, x):
+    """What L reads: the first C_L channels (channelwise), the first floor(delta * C_in) ("split_io") or all."""
+    if m.channelwise:
+        return x[:, : m.local_channels]
+    if m.p_input == "split_io":
+        return x[:, : int(m.delta * x.shape[1])]
+    return x
+
+
 def _bn(x, bn):
     return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
@@ -120,7 +172,7 @@ def _reference(m, x):
     cl, cp = m.local_channels, m.prolonged_channels
     cw = m.channelwise
     conv = m.conv_local
-    a_l = F.relu(_bn(F.conv3d(x[:, :cl] if cw else x, conv.weight, None, conv.stride, conv.padding,
+    a_l = F.relu(_bn(F.conv3d(_local_input(m, x), conv.weight, None, conv.stride, conv.padding,
                               groups=cl if cw else 1), m.bn_local))
     x_p = x[:, -cp:] if cw else x[:, x.shape[1] - m.p_in_channels:]
     pooled_in, pooled_l = softpool_spatial(x_p), softpool_spatial(a_l)
@@ -136,7 +188,8 @@ def _reference(m, x):
 @pytest.mark.parametrize(
     "cin,cout,groups,opts,stride",
     [(6, 8, 1, {}, 1), (6, 8, 1, dict(p_input="split"), 2), (6, 8, 1, dict(lp_kernel="1x1x1"), 2),
-     (8, 8, 8, {}, 1), (8, 8, 8, {}, 2)],
+     (8, 8, 8, {}, 1), (8, 8, 8, {}, 2), (6, 8, 1, dict(p_input="split_io"), 2),
+     (8, 8, 8, dict(p_input="split_io"), 1)],
 )
 def test_matches_functional_reference(cin, cout, groups, opts, stride):
     gen = torch.Generator().manual_seed(3)
@@ -213,7 +266,7 @@ def _train_reference(m, x):
 
     cl, cp, cw = m.local_channels, m.prolonged_channels, m.channelwise
     conv = m.conv_local
-    a_l = F.relu(bn(F.conv3d(x[:, :cl] if cw else x, conv.weight, None, conv.stride, conv.padding,
+    a_l = F.relu(bn(F.conv3d(_local_input(m, x), conv.weight, None, conv.stride, conv.padding,
                              groups=cl if cw else 1), m.bn_local))
     x_p = x[:, -cp:] if cw else x[:, x.shape[1] - m.p_in_channels:]
     pooled_in, pooled_l = _plain_softpool(x_p), _plain_softpool(a_l)
@@ -227,6 +280,7 @@ def _train_reference(m, x):
 
 
 @pytest.mark.parametrize("cin,cout,groups,opts,stride", [(6, 8, 1, {}, 1), (6, 8, 1, dict(p_input="split"), 2),
+                                                         (6, 8, 1, dict(p_input="split_io"), 2),
                                                          (8, 8, 8, {}, 1), (8, 8, 8, {}, 2)])
 def test_train_mode_output_and_gradients_match_plain_reference(cin, cout, groups, opts, stride):
     # The optimised forward (channel split, in-place ReLU, fused SoftPool backward) vs plain ops.
@@ -272,6 +326,7 @@ INFERENCE_CASES = [
     (8, 8, 8, dict(kernel_size=3, padding=1)),  # channelwise
     (6, 10, 1, dict(kernel_size=3, padding=1, activation=False)),  # the projection: no ReLU
     (6, 10, 1, dict(kernel_size=(3, 1, 1), padding=(1, 0, 0), stride=(1, 2, 2), p_input="split")),
+    (6, 10, 1, dict(kernel_size=3, padding=1, p_input="split_io")),
 ]
 
 

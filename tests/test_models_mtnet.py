@@ -150,6 +150,7 @@ def test_flops_reuse_of_repeated_blocks_is_exact():
         {"cell": "lstm_peephole", "pool": "avg", "selection": "highest"},
         {"cell": "rnn", "pool": "max", "symmetric_pool": True, "selection": "none"},
         {"cell": "lstm", "pool": "stochastic", "p_input": "split", "lp_kernel": "1x1x1"},
+        {"p_input": "split_io", "delta": 0.5},
     ],
 )
 def test_flops_of_every_option_have_no_unsupported_ops(options):

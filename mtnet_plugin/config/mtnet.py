@@ -14,7 +14,8 @@ def add_mtnet_config(cfg: CfgNode) -> CfgNode:
     defaults = {
         # Eq. 1: share of output channels in the local branch L; C_L = floor(DELTA * C). 1.0 = no P branch.
         "DELTA": 0.875,
-        # spec #7: what the prolonged branch reads: "full" (a_L + all input channels) | "split".
+        # spec #7: what the branches read: "full" (P: a_L + all input channels) | "split" (P: a_L + the last
+        # C_in - floor(DELTA * C_in) channels) | "split_io" (as split, and L reads only the first floor(DELTA * C_in)).
         "P_INPUT": "full",
         # spec #10: kernel of w_LP: "same" (as L, text) | "1x1x1" (authors' code).
         "LP_KERNEL": "same",

@@ -146,7 +146,7 @@ def _check_model(cfg: CfgNode) -> None:
 # Valid MTNET names; the config floor cannot import the layers, so tests/test_config_validation.py checks these
 # against mtnet_plugin.layers / ops (P_INPUTS, LP_KERNELS, POOL_METHODS, SELECTIONS, CELLS).
 MTNET_CHOICES = {
-    "P_INPUT": ("full", "split"),
+    "P_INPUT": ("full", "split", "split_io"),
     "LP_KERNEL": ("same", "1x1x1"),
     "POOL": ("softpool", "avg", "max", "stochastic"),
     "SELECTION": ("lowest", "highest", "none"),

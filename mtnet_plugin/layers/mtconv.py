@@ -20,7 +20,7 @@ from .prolonged import SELECTIONS, ProlongedDownsample, TrilinearResize
 logger = logging.getLogger(__name__)
 
 IntOr3 = Union[int, Tuple[int, int, int]]
-P_INPUTS = ("full", "split")
+P_INPUTS = ("full", "split", "split_io")
 LP_KERNELS = ("same", "1x1x1")
 # Profiler label of the eval path's fused BatchNorm + ReLU of L (tools/benchmark.py counts it as normalisation).
 NORM_ACT_LABEL = "mtconv::bn_local+act"
@@ -47,8 +47,9 @@ class MTConv(nn.Module):
 
                                 a_in (N, C_in, T_in, H_in, W_in)
                   .-------------------------+--------------------------------.
-                  |                                                          |  (P reads all C_in: "full",
-          conv_local k,s -> bn_local -> act                                  |   the last share: "split")
+                  |  L reads all C_in ("full", "split")                      |  P reads all C_in ("full"),
+                  |  or the first floor(delta*C_in) ("split_io")             |  the rest ("split", "split_io")
+          conv_local k,s -> bn_local -> act                                  |
                   |                                                          |
           a_L (N, C_L, T, H, W) -----------.                                 |
                   |                        v                                 v
@@ -85,8 +86,11 @@ class MTConv(nn.Module):
         kernel_size, stride, padding: as for ``nn.Conv3d``; they apply to conv_local and conv_p.
         groups: 1 (dense) or in_channels == out_channels (channelwise).
         delta: share of output channels in L, in (0, 1] (Eq. 1); 7/8 in the paper.
-        p_input: "full" (text: P reads a_L plus all input channels) or "split" (P reads a_L plus the last
-            ``C_in - floor(delta * C_in)`` input channels; spec #7).
+        p_input: "full" (text: P reads a_L plus all input channels), "split" (P reads a_L plus the last
+            ``C_in - floor(delta * C_in)`` input channels; spec #7) or "split_io" (as "split", and L reads only
+            the first ``floor(delta * C_in)`` input channels: inputs and outputs split octave-like, the reading
+            whose parameter and FLOP curves have Table VIa's shape; docs/model_zoo.md). A channelwise conv
+            always splits its channels this way.
         lp_kernel: kernel of w_LP, "same" as L (text) or "1x1x1" (authors' code; spec #10).
         pool: P's spatial pooling, one of ``mtnet_plugin.ops.POOL_METHODS`` (Table VIc); "stochastic"
             samples with torch's global RNG in training mode and takes the expectation in eval mode.
@@ -131,7 +135,7 @@ class MTConv(nn.Module):
                 f"delta={delta} leaves no local channels in a {out_channels}-channel MTConv (floor(delta * C) = 0)"
             )
         kernel_size, stride, padding = _triple(kernel_size), _triple(stride), _triple(padding)
-        self.in_channels, self.out_channels, self.delta = in_channels, out_channels, delta
+        self.in_channels, self.out_channels, self.delta, self.p_input = in_channels, out_channels, delta, p_input
         self.local_channels, self.prolonged_channels = c_local, c_prolonged
         self.has_prolonged = c_prolonged > 0
         self.channelwise = groups > 1 and groups == in_channels == out_channels
@@ -155,7 +159,15 @@ class MTConv(nn.Module):
             self.conv_lp = nn.Conv3d(c_local, c_prolonged, kernel_size=1, bias=False)
         else:
             self.p_in_channels = in_channels if p_input == "full" else split_channels(in_channels, delta)[1]
-            self.conv_local = nn.Conv3d(in_channels, c_local, **conv)
+            local_in = in_channels
+            if p_input == "split_io":  # L reads the first floor(delta * C_in) input channels, P the rest
+                local_in = in_channels - self.p_in_channels
+                if local_in == 0 or self.p_in_channels == 0:
+                    raise ValueError(
+                        f"p_input='split_io' with delta={delta} leaves {local_in} input channels to L and "
+                        f"{self.p_in_channels} to P in a {in_channels}-channel input; each needs at least one"
+                    )
+            self.conv_local = nn.Conv3d(local_in, c_local, **conv)
             self.conv_p = nn.Conv3d(self.p_in_channels, c_prolonged, **conv)
             if lp_kernel == "same":
                 lp_padding = tuple(k // 2 for k in kernel_size)  # keeps the pooled a_L's size
@@ -187,6 +199,8 @@ class MTConv(nn.Module):
         """(input of L, input of P)."""
         if self.channelwise:  # one split: its backward is one cat, not two zero-filled slices
             return tuple(torch.split(x, [self.local_channels, self.p_in_channels], dim=1))
+        if self.p_input == "split_io":  # L the first share, P the rest: one split, as the channelwise case
+            return tuple(torch.split(x, [self.in_channels - self.p_in_channels, self.p_in_channels], dim=1))
         # P reads the last p_in_channels ("split") or all of them ("full": no slice to undo in backward)
         return x, (x if self.p_in_channels == self.in_channels else x[:, self.in_channels - self.p_in_channels :])
 

@@ -12,6 +12,8 @@ with their source:
 import logging
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from mtnet_plugin.layers.mtconv import P_INPUTS
+
 from .flops import model_stats
 from .mtnet import MTNET_DEFAULTS
 from .presets import PRESET_NAMES, preset, preset_input_shape, same_network
@@ -102,20 +104,52 @@ def _main(measure: _Measurer) -> List[str]:
          "paper params (M)", "paper GFLOPs", "paper source"], rows)
 
 
+def affine_fit(ours: Sequence[float], paper: Sequence[float]) -> Tuple[float, float, float]:
+    """Least-squares ``paper ~ a + b * ours`` over paired rows. Returns (a, b, largest |residual|).
+
+    A shape test: the paper's network is 2-3 times the size of ours (docs/model_zoo.md), so only an offset and
+    a scale are fitted; a small residual means our curve over delta has the paper's shape.
+    """
+    n = len(ours)
+    mean_x, mean_y = sum(ours) / n, sum(paper) / n
+    var = sum((x - mean_x) ** 2 for x in ours)
+    b = sum((x - mean_x) * (y - mean_y) for x, y in zip(ours, paper)) / var if var > 0 else 0.0
+    a = mean_y - b * mean_x
+    return a, b, max(abs(y - a - b * x) for x, y in zip(ours, paper))
+
+
 def _delta(measure: _Measurer) -> List[str]:
-    rows = []
+    rows, fits = [], []
     for name in ("MTNet_M", "MTNet_L"):
+        measured = {}
         for delta in DELTAS:
             cells = [name, _fraction(delta)]
-            for p_input in ("full", "split"):
+            for p_input in P_INPUTS:
                 s = measure(name, PAPER_INPUT, delta=delta, p_input=p_input)
+                measured[p_input, delta] = (s["params"] / 1e6, s["gflops"])
                 cells += [f"{s['params'] / 1e6:.2f}", f"{s['gflops']:.2f}"]
             paper = PAPER_DELTA.get((name, delta))
             cells += [paper[1], paper[0]] if paper else ["-", "-"]
             rows.append(cells)
-    return ["## Channel ratio delta (Table VIa), 16x256x256", ""] + _table(
-        ["model", "delta", "full: params (M)", "full: GFLOPs", "split: params (M)", "split: GFLOPs",
-         "paper params (M)", "paper GFLOPs"], rows)
+        paired = [d for d in DELTAS if (name, d) in PAPER_DELTA]
+        for p_input in P_INPUTS:
+            params = [measured[p_input, d][0] for d in DELTAS]
+            fit_params, fit_flops = (
+                affine_fit([measured[p_input, d][k] for d in paired], [PAPER_DELTA[name, d][1 - k] for d in paired])
+                for k in (0, 1)
+            )
+            fits.append([name, p_input, _fraction(DELTAS[params.index(min(params))]),
+                         f"{fit_params[0]:.1f} + {fit_params[1]:.2f} x ours", f"{fit_params[2]:.2f}",
+                         f"{fit_flops[0]:.2f} + {fit_flops[1]:.2f} x ours", f"{fit_flops[2]:.2f}"])
+    header = ["model", "delta"]
+    for p_input in P_INPUTS:
+        header += [f"{p_input}: params (M)", f"{p_input}: GFLOPs"]
+    return (["## Channel ratio delta (Table VIa), 16x256x256", ""]
+            + _table(header + ["paper params (M)", "paper GFLOPs"], rows)
+            + ["", "Fit of the paper's rows to ours, paper = a + b x ours (least squares); the paper's params "
+               "minimum is at delta 4/8 for both models.", ""]
+            + _table(["model", "P_INPUT", "our params minimum at delta", "params fit (M)",
+                      "params max residual (M)", "GFLOPs fit", "GFLOPs max residual"], fits))
 
 
 def _cell(measure: _Measurer) -> List[str]:
@@ -133,7 +167,8 @@ def _cell(measure: _Measurer) -> List[str]:
 
 def zoo_report(sections: Sequence[str] = SECTIONS, progress: Optional[Callable[[str], None]] = None) -> str:
     """Markdown tables of params and GFLOPs per view: presets (native input and 16x256x256), the delta
-    sweep of Table VIa for MTNet_M/L in both P-input modes (spec #7), and the cell sweep of Table VIb.
+    sweep of Table VIa for MTNet_M/L in every P-input mode (spec #7) with a fit of the paper's rows to each, and
+    the cell sweep of Table VIb.
 
     Args:
         sections: any of ``SECTIONS``.
