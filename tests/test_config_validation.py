@@ -106,13 +106,18 @@ def test_impossible_mtnet_values_name_the_key(key, value):
     validate_cfg(_cfg(MTNET__DELTA=1.0), check_devices=False)  # delta = 1: no P branch, a valid baseline
 
 
-def test_mtnet_choices_match_what_the_layers_accept():
-    from mtnet_plugin.config.validation import MTNET_CHOICES
-    from mtnet_plugin.layers.mtconv import LP_KERNELS, P_INPUTS
-    from mtnet_plugin.layers.prolonged import SELECTIONS
-    from mtnet_plugin.layers.squeeze_recursion import CELLS
-    from mtnet_plugin.ops.pooling import POOL_METHODS
+def test_mtnet_node_is_derived_from_the_model_options():
+    import dataclasses
 
-    assert {k: set(v) for k, v in MTNET_CHOICES.items()} == {
-        "P_INPUT": set(P_INPUTS), "LP_KERNEL": set(LP_KERNELS), "POOL": set(POOL_METHODS),
-        "SELECTION": set(SELECTIONS), "CELL": set(CELLS)}
+    from mtnet_plugin.layers import MTBlockOptions
+
+    node = get_cfg().MTNET
+    keyed = [f for f in dataclasses.fields(MTBlockOptions) if f.metadata["key"]]
+    assert set(node) == {f.metadata["key"] for f in keyed} | {"HEAD"}
+    assert all(node[f.metadata["key"]] == f.default for f in keyed)
+    assert MTBlockOptions.from_node(node) == MTBlockOptions()
+    # A value the layers reject is rejected by validation, naming the key (symmetric pooling needs no selection).
+    cfg = _cfg(MTNET__SYMMETRIC_POOL=True)
+    with pytest.raises(ConfigError, match=r"^MTNET.SYMMETRIC_POOL = True"):
+        validate_cfg(cfg, check_devices=False)
+    validate_cfg(_cfg(MTNET__SYMMETRIC_POOL=True, MTNET__SELECTION="none"), check_devices=False)

@@ -16,7 +16,7 @@ from mtnet_plugin.engine import loader_benchmark as lb
 from mtnet_plugin.layers import MTConv
 from mtnet_plugin.models import create_mtnet, create_x3d
 
-TINY = dict(input_clip_length=4, input_crop_size=32, num_classes=3, width_factor=0.5, depth_factor=0.4,
+TINY = dict(num_classes=3, width_factor=0.5, depth_factor=0.4,
             bottleneck_factor=1.0, dim_c1=8, dim_c5=16)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,7 +11,7 @@ ALLOWED = {
     "ops": {"ops"},
     "layers": {"ops", "layers"},
     "models": {"ops", "layers", "models"},
-    "config": {"config"},
+    "config": {"layers", "config"},  # layers/options.py: the MTNET node's keys and defaults
     "data": {"config", "data"},
     "engine": {"ops", "layers", "models", "config", "data", "engine"},
     "integrations": {"ops", "layers", "models", "config", "integrations"},

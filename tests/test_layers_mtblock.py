@@ -1,5 +1,6 @@
 """mtnet_plugin.layers.MTBlock: structure, shapes, gradients, X3D-bottleneck equivalence at delta = 1,
 autocast and tracing."""
+import dataclasses
 import inspect
 import warnings
 
@@ -8,20 +9,25 @@ import torch
 from pytorchvideo.models.x3d import create_x3d_bottleneck_block
 from torch import nn
 
-from mtnet_plugin.layers import MTBlock, MTConv, SqueezeRecursion
+from mtnet_plugin.layers import MTBlock, MTBlockOptions, MTConv, SqueezeRecursion
 
 
 def test_constructor_is_keyword_only_with_the_documented_defaults():
     params = inspect.signature(MTBlock).parameters
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
+    assert all(p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD) for p in params.values())
     defaults = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
-    assert defaults == dict(
-        temporal_kernel=3, spatial_stride=1, channelwise=True, delta=0.875, p_input="full", lp_kernel="same",
-        pool="softpool", symmetric_pool=False, selection="lowest", cell="gru", sr_layers=2, last_act=True,
-        norm_eps=1e-5, norm_momentum=0.1,
+    assert defaults == dict(temporal_kernel=3, spatial_stride=1, channelwise=True, options=None)
+    # The options' defaults live in MTBlockOptions only (the paper's text; docs/spec-decisions.md).
+    assert dataclasses.asdict(MTBlockOptions()) == dict(
+        delta=0.875, p_input="full", lp_kernel="same", pool="softpool", symmetric_pool=False, selection="lowest",
+        norm_eps=1e-5, norm_momentum=0.1, cell="gru", sr_layers=2, last_act=True,
     )
+    m = MTBlock(dim_in=8, dim_inner=16, dim_out=8)
+    assert m.options == MTBlockOptions() and m.conv_b.delta == 0.875 and m.sr.cell == "gru"
     with pytest.raises(TypeError):
         MTBlock(8, 16, 8)
+    with pytest.raises(TypeError, match="unknown MTNet options"):
+        MTBlock(dim_in=8, dim_inner=16, dim_out=8, dleta=0.5)
 
 
 def test_structure_follows_the_x3d_bottleneck():

@@ -66,7 +66,7 @@ def test_x3d_from_config_matches_builder():
     cfg.X3D.BN_LIN5 = False
     torch.manual_seed(0)
     a = build_model(cfg)
-    b = create_x3d(input_clip_length=4, input_crop_size=32, num_classes=3, width_factor=1.0, depth_factor=0.5,
+    b = create_x3d(num_classes=3, width_factor=1.0, depth_factor=0.5,
                    dim_c1=8, dim_c5=16, dropout_rate=0.0)
     assert [(k, v.shape) for k, v in a.state_dict().items()] == [(k, v.shape) for k, v in b.state_dict().items()]
 

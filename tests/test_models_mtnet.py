@@ -45,7 +45,7 @@ def test_delta_one_is_x3d_without_se_plus_sr():
     # delta = 1: every MTConv is Conv3d + BN + ReLU with X3D's shapes; SE goes (spec #14) and SR comes with one
     # 2-layer GRU of width dim_out per block (spec #15-16).
     mt = create_mtnet(delta=1.0, **TINY)
-    plain = create_x3d(block_kwargs={"se_ratio": 0.0}, **TINY)
+    plain = create_x3d(se_ratio=0.0, **TINY)
     widths = [b.branch2.conv_c.out_channels for b in _blocks(mt)]
     expected = sum(p.numel() for p in plain.parameters()) + sum(_gru_params(c) for c in widths)
     assert sum(p.numel() for p in mt.parameters()) == expected

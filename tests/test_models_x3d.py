@@ -99,7 +99,7 @@ def test_tiny_forward_backward_shapes_and_logits():
 
 def test_adaptive_head_any_crop_and_clip_length_and_list_input():
     torch.manual_seed(0)
-    model = create_x3d(input_clip_length=4, input_crop_size=32, **TINY).eval()
+    model = create_x3d(**TINY).eval()
     x = torch.randn(1, 3, 4, 32, 32)
     with torch.no_grad():
         for shape in [(1, 3, 4, 48, 48), (1, 3, 7, 64, 40), (1, 3, 4, 16, 16), (1, 3, 1, 32, 32)]:

@@ -11,6 +11,8 @@ from typing import Any, Iterable, Optional
 
 from fvcore.common.config import CfgNode
 
+from mtnet_plugin.layers.options import MTBlockOptions, OptionError
+
 from .loading import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -143,30 +145,14 @@ def _check_model(cfg: CfgNode) -> None:
         _fail("RESNET.WIDTH_PER_GROUP", width, f"must be divisible by RESNET.NUM_GROUPS ({cfg.RESNET.NUM_GROUPS})")
 
 
-# Valid MTNET names; the config floor cannot import the layers, so tests/test_config_validation.py checks these
-# against mtnet_plugin.layers / ops (P_INPUTS, LP_KERNELS, POOL_METHODS, SELECTIONS, CELLS).
-MTNET_CHOICES = {
-    "P_INPUT": ("full", "split", "split_io"),
-    "LP_KERNEL": ("same", "1x1x1"),
-    "POOL": ("softpool", "avg", "max", "stochastic"),
-    "SELECTION": ("lowest", "highest", "none"),
-    "CELL": ("gru", "lstm", "rnn", "lstm_peephole"),
-}
-
-
 def _check_mtnet(cfg: CfgNode) -> None:
+    """The MTNET node through the model's own option checks (``layers/options.py``), naming the key."""
     if "MTNET" not in cfg:
         return
-    delta = _num(cfg, "MTNET.DELTA", 0, strict=True)  # Eq. 1: delta = 0 leaves no local branch (infeasible)
-    if delta > 1:
-        _fail("MTNET.DELTA", delta, "must be in (0, 1]: the local branch's share of the output channels (Eq. 1)")
-    _int(cfg, "MTNET.SR_LAYERS", 1)
-    for key, choices in MTNET_CHOICES.items():
-        if key in cfg.MTNET:
-            _choice(cfg, f"MTNET.{key}", choices)
-    for key in ("SYMMETRIC_POOL", "LAST_MTCONV_ACT"):
-        if key in cfg.MTNET and not isinstance(cfg.MTNET[key], bool):
-            _fail(f"MTNET.{key}", cfg.MTNET[key], "must be True or False")
+    try:
+        MTBlockOptions.from_node(cfg.MTNET)
+    except OptionError as e:
+        _fail(f"MTNET.{MTBlockOptions.config_key(e.name)}", e.value, e.why)
 
 
 def _check_model_name(cfg: CfgNode, model_name: Optional[str], registered: Optional[Iterable[str]]) -> None:

@@ -6,14 +6,17 @@ Recursion and ReLU (spec #14).
 
 Shape legend: N batch, T frames, (H, W) input size, s spatial stride, H_s = ceil(H / s), W_s = ceil(W / s).
 """
-import torch
+from typing import Any, Dict, Optional
+
 from torch import nn
 
+from .bottleneck import bottleneck_parts
 from .mtconv import MTConv
+from .options import MTBlockOptions
 from .squeeze_recursion import SqueezeRecursion
 
 
-class MTBlock(nn.Module):
+class MTBlock(nn.Sequential):
     """Three MTConvs then SR; the residual add and the final ReLU belong to the caller (spec #15)::
 
                           x (N, dim_in, T, H, W)
@@ -29,10 +32,11 @@ class MTBlock(nn.Module):
                                     |
                      (N, dim_out, T, H_s, W_s)   -> caller: + shortcut(x), then ReLU
 
-    This is the ``branch`` of pytorchvideo's ``ResBlock``: a model builder wraps it with the shortcut exactly
-    as it wraps X3D's bottleneck. The BatchNorms of conv_c (``bn_local``, and ``bn_lp``, ``bn_p`` when there
-    is a P branch) carry ``transform_final_bn = True`` so a builder can zero-init them
-    (``RESNET.ZERO_INIT_FINAL_BN``); then conv_c outputs 0, SR keeps 0 and the block starts as the identity.
+    The three convs are X3D's bottleneck geometry (``bottleneck.py``) filled with MTConvs, so a model builder
+    wraps it with the shortcut exactly as it wraps X3D's bottleneck. The BatchNorms of conv_c (``bn_local``,
+    and ``bn_lp``, ``bn_p`` when there is a P branch) carry ``transform_final_bn = True`` so a builder can
+    zero-init them (``RESNET.ZERO_INIT_FINAL_BN``); then conv_c outputs 0, SR keeps 0 and the block starts as
+    the identity.
 
     Args:
         dim_in: input channels.
@@ -41,61 +45,28 @@ class MTBlock(nn.Module):
         temporal_kernel: t_k of conv_b (X3D: 3).
         spatial_stride: s of conv_b (2 in each stage's first block, else 1).
         channelwise: conv_b channelwise as in X3D (True) or dense.
-        delta, p_input, lp_kernel, pool, symmetric_pool, selection, norm_eps, norm_momentum: passed to every
-            MTConv (see :class:`MTConv`).
-        cell, sr_layers: SR's recurrent cell and depth (Table VIb, spec #16).
-        last_act: ReLU at the end of conv_c (the text) or none (projection convention, spec #8).
+        options: every MTConv's options plus cell, sr_layers and last_act
+            (:class:`~mtnet_plugin.layers.options.MTBlockOptions`, where each is described and defaulted).
+        overrides: fields of ``options`` replaced by name, e.g. ``MTBlock(..., delta=0.75, cell="lstm")``.
     """
 
-    def __init__(
-        self,
-        *,
-        dim_in: int,
-        dim_inner: int,
-        dim_out: int,
-        temporal_kernel: int = 3,
-        spatial_stride: int = 1,
-        channelwise: bool = True,
-        delta: float = 0.875,
-        p_input: str = "full",
-        lp_kernel: str = "same",
-        pool: str = "softpool",
-        symmetric_pool: bool = False,
-        selection: str = "lowest",
-        cell: str = "gru",
-        sr_layers: int = 2,
-        last_act: bool = True,
-        norm_eps: float = 1e-5,
-        norm_momentum: float = 0.1,
-    ):
-        super().__init__()
-        opts = dict(
-            delta=delta,
-            p_input=p_input,
-            lp_kernel=lp_kernel,
-            pool=pool,
-            symmetric_pool=symmetric_pool,
-            selection=selection,
-            norm_eps=norm_eps,
-            norm_momentum=norm_momentum,
-        )
-        self.conv_a = MTConv(dim_in, dim_inner, 1, **opts)
-        self.conv_b = MTConv(
-            dim_inner,
-            dim_inner,
-            (temporal_kernel, 3, 3),
-            stride=(1, spatial_stride, spatial_stride),
-            padding=(temporal_kernel // 2, 1, 1),
-            groups=dim_inner if channelwise else 1,
-            **opts,
-        )
-        self.conv_c = MTConv(dim_inner, dim_out, 1, activation=last_act, **opts)
+    def __init__(self, *, dim_in: int, dim_inner: int, dim_out: int, temporal_kernel: int = 3, spatial_stride: int = 1,
+                 channelwise: bool = True, options: Optional[MTBlockOptions] = None, **overrides: Any):
+        opts = MTBlockOptions.build(options, **overrides)
+
+        def mtconv(name: str, activation: bool = True):
+            def part(c_in: int, c_out: int, **geometry: Any) -> Dict[str, nn.Module]:
+                return {name: MTConv(c_in, c_out, options=opts, activation=activation, **geometry)}
+
+            return part
+
+        parts = bottleneck_parts(dim_in=dim_in, dim_inner=dim_inner, dim_out=dim_out, temporal_kernel=temporal_kernel,
+                                 spatial_stride=spatial_stride, channelwise=channelwise, conv_a=mtconv("conv_a"),
+                                 conv_b=mtconv("conv_b"), conv_c=mtconv("conv_c", opts.last_act))
+        parts["sr"] = SqueezeRecursion(dim_out, cell=opts.cell, num_layers=opts.sr_layers)
+        super().__init__(parts)
+        self.options = opts
         for name in ("bn_local", "bn_lp", "bn_p"):
             bn = getattr(self.conv_c, name, None)
             if bn is not None:
                 bn.transform_final_bn = True
-        self.sr = SqueezeRecursion(dim_out, cell=cell, num_layers=sr_layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, dim_in, T, H, W). Returns the branch output (N, dim_out, T, H_s, W_s), without the residual."""
-        return self.sr(self.conv_c(self.conv_b(self.conv_a(x))))

@@ -5,23 +5,19 @@ Conv3d + BN + ReLU.
 Shape legend: N batch; C_in input channels; C~ = out_channels = C_L + C_P (Eq. 1); (T, H, W) the output
 size of the local conv; T' = floor(T / 2) (or T when T <= 2); H' = ceil(H / 2), W' = ceil(W / 2).
 """
-import logging
 import math
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import torch
 from torch import nn
 from torch.profiler import record_function
 
-from mtnet_plugin.ops import POOL_METHODS, native
+from mtnet_plugin.ops import native
 
-from .prolonged import SELECTIONS, ProlongedDownsample, TrilinearResize
-
-logger = logging.getLogger(__name__)
+from .options import LP_KERNELS, P_INPUTS, MTConvOptions, check_delta  # noqa: F401  (P_INPUTS, LP_KERNELS: API)
+from .prolonged import ProlongedDownsample, TrilinearResize
 
 IntOr3 = Union[int, Tuple[int, int, int]]
-P_INPUTS = ("full", "split", "split_io")
-LP_KERNELS = ("same", "1x1x1")
 # Profiler label of the eval path's fused BatchNorm + ReLU of L (tools/benchmark.py counts it as normalisation).
 NORM_ACT_LABEL = "mtconv::bn_local+act"
 
@@ -36,8 +32,7 @@ def split_channels(channels: int, delta: float) -> Tuple[int, int]:
     Raises:
         ValueError: delta outside (0, 1].
     """
-    if not isinstance(delta, (int, float)) or not 0.0 < delta <= 1.0:
-        raise ValueError(f"delta must be in (0, 1] (the local share of channels, Eq. 1), got delta={delta!r}")
+    check_delta(delta)
     local = min(channels, math.floor(delta * channels + 1e-9))
     return local, channels - local
 
@@ -85,50 +80,22 @@ class MTConv(nn.Module):
         out_channels: C~.
         kernel_size, stride, padding: as for ``nn.Conv3d``; they apply to conv_local and conv_p.
         groups: 1 (dense) or in_channels == out_channels (channelwise).
-        delta: share of output channels in L, in (0, 1] (Eq. 1); 7/8 in the paper.
-        p_input: "full" (text: P reads a_L plus all input channels), "split" (P reads a_L plus the last
-            ``C_in - floor(delta * C_in)`` input channels; spec #7) or "split_io" (as "split", and L reads only
-            the first ``floor(delta * C_in)`` input channels: inputs and outputs split octave-like, the reading
-            whose parameter and FLOP curves have Table VIa's shape; docs/model_zoo.md). A channelwise conv
-            always splits its channels this way.
-        lp_kernel: kernel of w_LP, "same" as L (text) or "1x1x1" (authors' code; spec #10).
-        pool: P's spatial pooling, one of ``mtnet_plugin.ops.POOL_METHODS`` (Table VIc); "stochastic"
-            samples with torch's global RNG in training mode and takes the expectation in eval mode.
-        symmetric_pool: pool 2x2x2 over (T, H, W) instead of frame selection; requires selection="none".
-        selection: "lowest" (text), "highest" (authors' code) or "none" (spec #1).
+        options: delta, p_input, lp_kernel, pool, symmetric_pool, selection and the BatchNorm settings
+            (:class:`~mtnet_plugin.layers.options.MTConvOptions`, where each is described and defaulted).
+            "stochastic" pooling samples with torch's global RNG in training mode and takes the expectation in
+            eval mode.
         activation: apply ReLU to z_L, z_LP and z_P (Eq. 3); False makes the whole module linear after its BNs
             (the projection convention for a block's last conv; spec #8).
-        norm_eps, norm_momentum: of every BatchNorm3d.
+        overrides: fields of ``options`` replaced by name, e.g. ``MTConv(4, 8, 3, delta=0.5)``.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: IntOr3,
-        stride: IntOr3 = 1,
-        padding: IntOr3 = 0,
-        groups: int = 1,
-        delta: float = 0.875,
-        *,
-        p_input: str = "full",
-        lp_kernel: str = "same",
-        pool: str = "softpool",
-        symmetric_pool: bool = False,
-        selection: str = "lowest",
-        activation: bool = True,
-        norm_eps: float = 1e-5,
-        norm_momentum: float = 0.1,
-    ):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOr3, stride: IntOr3 = 1,
+                 padding: IntOr3 = 0, groups: int = 1, options: Optional[MTConvOptions] = None, *,
+                 activation: bool = True, **overrides: Any):
         super().__init__()
-        for name, value, valid in (
-            ("p_input", p_input, P_INPUTS),
-            ("lp_kernel", lp_kernel, LP_KERNELS),
-            ("pool", pool, POOL_METHODS),
-            ("selection", selection, SELECTIONS),
-        ):
-            if value not in valid:
-                raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+        opts = MTConvOptions.build(options, **overrides)
+        self.options = opts
+        delta, p_input, lp_kernel = opts.delta, opts.p_input, opts.lp_kernel
         c_local, c_prolonged = split_channels(out_channels, delta)
         if c_local == 0:
             raise ValueError(
@@ -144,7 +111,7 @@ class MTConv(nn.Module):
                 f"MTConv supports groups=1 or channelwise (groups == in == out channels); got groups={groups} "
                 f"for {in_channels}->{out_channels} with delta={delta}"
             )
-        norm = dict(eps=norm_eps, momentum=norm_momentum)
+        norm = dict(eps=opts.norm_eps, momentum=opts.norm_momentum)
         conv = dict(kernel_size=kernel_size, stride=stride, padding=padding, bias=False)
         if not self.has_prolonged:  # delta = 1: a plain conv block
             self.p_in_channels = 0
@@ -179,7 +146,7 @@ class MTConv(nn.Module):
         self.bn_p = nn.BatchNorm3d(c_prolonged, **norm)
         # In place: BN's backward reads its input, not its output, so the ReLU may overwrite the BN output.
         self.act = nn.ReLU(inplace=True) if activation else nn.Identity()
-        self.downsample = ProlongedDownsample(pool=pool, symmetric=symmetric_pool, selection=selection)
+        self.downsample = ProlongedDownsample(pool=opts.pool, symmetric=opts.symmetric_pool, selection=opts.selection)
         self.upsample = TrilinearResize()
         self.resize_p = TrilinearResize()
 

@@ -10,16 +10,9 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from mtnet_plugin.ops import (
-    POOL_METHODS,
-    pool_spatial,
-    pool_symmetric,
-    select_frames,
-    trilinear_resize,
-    triplet_cosine_select,
-)
+from mtnet_plugin.ops import pool_spatial, pool_symmetric, select_frames, trilinear_resize, triplet_cosine_select
 
-SELECTIONS = ("lowest", "highest", "none")
+from .options import SELECTIONS, MTConvOptions  # noqa: F401  (SELECTIONS: API)
 
 
 class SpatialPool(nn.Module):
@@ -27,14 +20,12 @@ class SpatialPool(nn.Module):
     (T, H, W) when ``symmetric`` (Eq. 5, Table VIc).
 
     Args:
-        method: one of ``mtnet_plugin.ops.POOL_METHODS``.
+        method: one of ``mtnet_plugin.ops.POOL_METHODS`` (checked by the ops).
         symmetric: pool time with space.
     """
 
     def __init__(self, method: str = "softpool", symmetric: bool = False):
         super().__init__()
-        if method not in POOL_METHODS:
-            raise ValueError(f"unknown pool {method!r}; valid: {', '.join(POOL_METHODS)}")
         self.method, self.symmetric = method, symmetric
 
     def forward(self, x: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -88,15 +79,7 @@ class ProlongedDownsample(nn.Module):
 
     def __init__(self, pool: str = "softpool", symmetric: bool = False, selection: str = "lowest"):
         super().__init__()
-        if pool not in POOL_METHODS:
-            raise ValueError(f"unknown pool {pool!r}; valid: {', '.join(POOL_METHODS)}")
-        if selection not in SELECTIONS:
-            raise ValueError(f"unknown selection {selection!r}; valid: {', '.join(SELECTIONS)}")
-        if symmetric and selection != "none":
-            raise ValueError(
-                f"symmetric_pool=True pools time itself; frame selection {selection!r} would halve T twice: "
-                "set selection='none'"
-            )
+        MTConvOptions(pool=pool, symmetric_pool=symmetric, selection=selection)  # validates the three
         self.pool = pool
         self.symmetric = symmetric
         self.selection = selection

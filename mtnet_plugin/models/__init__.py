@@ -12,17 +12,17 @@ with warnings.catch_warnings():
     import fvcore.nn  # noqa: F401
 
 from . import heads  # noqa: F401  (registers X3DHead)
-from . import x3d  # noqa: F401  (registers X3D)
-from . import mtnet  # noqa: F401  (registers MTNet)
+from . import from_config  # noqa: F401  (registers X3D and MTNet)
 from .build import HEAD_REGISTRY, MODEL_REGISTRY, build_model, get_registered, registered_names
 from .flops import model_stats
 from .heads import X3DHead
-from .mtnet import MTNet, create_mtblock, create_mtnet
+from .from_config import MTNet, X3D, args_from_config
+from .mtnet import create_mtblock, create_mtnet
 from .presets import PRESET_NAMES, preset, preset_input_shape
-from .x3d import X3D, VideoNet, create_x3d, create_x3d_block, init_weights
+from .x3d import VideoNet, create_x3d, create_x3d_block, init_weights
 
 __all__ = [
-    "HEAD_REGISTRY", "MODEL_REGISTRY", "MTNet", "PRESET_NAMES", "VideoNet", "X3D", "X3DHead", "build_model",
-    "create_mtblock", "create_mtnet", "create_x3d", "create_x3d_block", "get_registered", "init_weights",
-    "model_stats", "preset", "preset_input_shape", "registered_names",
+    "HEAD_REGISTRY", "MODEL_REGISTRY", "MTNet", "PRESET_NAMES", "VideoNet", "X3D", "X3DHead", "args_from_config",
+    "build_model", "create_mtblock", "create_mtnet", "create_x3d", "create_x3d_block", "get_registered",
+    "init_weights", "model_stats", "preset", "preset_input_shape", "registered_names",
 ]

@@ -43,9 +43,9 @@ def preset(name: str, num_classes: int = 400, **overrides: Any) -> nn.Module:
     Returns:
         The model, initialised, in train mode; it returns logits.
     """
-    builder, depth, frames, crop, _ = _lookup(name)
-    args = dict(input_clip_length=frames, input_crop_size=crop, num_classes=num_classes, width_factor=2.0,
-                depth_factor=depth, bottleneck_factor=2.25, dim_c1=12, dim_c5=2048)
+    builder, depth, _, _, _ = _lookup(name)
+    args = dict(num_classes=num_classes, width_factor=2.0, depth_factor=depth, bottleneck_factor=2.25, dim_c1=12,
+                dim_c5=2048)
     args.update(overrides)
     return builder(**args)
 

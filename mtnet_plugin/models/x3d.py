@@ -15,18 +15,17 @@ first block), so its X3D-M has 48 fewer parameters than PySlowFast's, and its he
 
 Shape legend: N batch, T frames (never strided), H, W; res5 is (H / 32, W / 32) rounded up.
 """
-import logging
 import math
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Type, Union
 
 import torch
 from fvcore.nn.weight_init import c2_msra_fill
 from torch import nn
 
-from .build import HEAD_REGISTRY, MODEL_REGISTRY, get_registered
+from mtnet_plugin.layers.bottleneck import bottleneck_parts
 
-logger = logging.getLogger(__name__)
+from .build import HEAD_REGISTRY, get_registered
 
 # Blocks per stage before the depth factor, as in X3D Table 1 (res2..res5).
 _BLOCK_BASIS = (1, 2, 5, 3)
@@ -74,62 +73,55 @@ class SqueezeExcite(nn.Module):
         return x * w
 
 
-def create_x3d_block(
-    *,
-    dim_in: int,
-    dim_inner: int,
-    dim_out: int,
-    temporal_kernel: int = 3,
-    spatial_stride: int = 1,
-    block_idx: int = 0,
-    channelwise: bool = True,
-    se_ratio: float = 1.0 / 16,
-    swish_inner: bool = True,
-    norm_eps: float = 1e-5,
-    norm_momentum: float = 0.1,
-) -> nn.Module:
-    """X3D bottleneck branch (X3D Fig. 2), without the shortcut.
+def _conv_bn_act(name: str, act: Optional[Type[nn.Module]], *, norm: Dict[str, float], se_ratio: float = 0.0,
+                 final: bool = False):
+    """A bottleneck part (``layers/bottleneck.py``): ``<name>`` Conv3d, ``<name>_bn``, ``se`` when ``se_ratio``,
+    ``<name>_relu`` when ``act``; ``final`` marks the BN ``transform_final_bn`` (zeroed by ZERO_INIT_FINAL_BN)."""
 
-    ::
+    def part(dim_in: int, dim_out: int, **geometry: Any) -> Dict[str, nn.Module]:
+        parts = {name: nn.Conv3d(dim_in, dim_out, bias=False, **geometry),
+                 f"{name}_bn": nn.BatchNorm3d(dim_out, **norm)}
+        if final:
+            parts[f"{name}_bn"].transform_final_bn = True
+        if se_ratio > 0:
+            parts["se"] = SqueezeExcite(dim_out, se_ratio)
+        if act is not None:
+            parts[f"{name}_relu"] = act(inplace=True) if act is nn.ReLU else act()
+        return parts
+
+    return part
+
+
+def create_x3d_block(*, dim_in: int, dim_inner: int, dim_out: int, temporal_kernel: int = 3, spatial_stride: int = 1,
+                     channelwise: bool = True, se_ratio: float = 0.0, swish_inner: bool = True, norm_eps: float = 1e-5,
+                     norm_momentum: float = 0.1) -> nn.Module:
+    """X3D bottleneck branch (X3D Fig. 2), without the shortcut: ``layers/bottleneck.py``'s geometry with
+    Conv3d + BN + activation parts::
 
         a: 1x1x1 conv -> a_bn -> ReLU
-        b: kt x 3 x 3 conv, stride (1, s, s), channelwise -> b_bn -> [SE on even block_idx] -> Swish
+        b: kt x 3 x 3 conv, stride (1, s, s), channelwise -> b_bn -> [SE] -> Swish
         c: 1x1x1 conv -> c_bn (transform_final_bn: zeroed when ZERO_INIT_FINAL_BN)
 
     Args:
         dim_in, dim_inner, dim_out: channel widths.
         temporal_kernel: kt of the 3x3x3 conv.
         spatial_stride: s, applied by conv b.
-        block_idx: position in the stage; SE exists on blocks 0, 2, 4, ...
         channelwise: groups = dim_inner for conv b (X3D.CHANNELWISE_3x3x3).
-        se_ratio: SE width ratio (PySlowFast fixes it at 1/16); 0 disables SE.
+        se_ratio: SE width ratio; 0 builds no SE (``x3d_parts`` passes X3D's 1/16 to blocks 0, 2, 4, ...).
         swish_inner: Swish (SiLU) after conv b, else ReLU.
         norm_eps, norm_momentum: BatchNorm3d settings.
 
     Returns:
         A module mapping (N, dim_in, T, H, W) to (N, dim_out, T, ceil(H/s), ceil(W/s)).
     """
-    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
-    layers["a"] = nn.Conv3d(dim_in, dim_inner, 1, bias=False)
-    layers["a_bn"] = nn.BatchNorm3d(dim_inner, eps=norm_eps, momentum=norm_momentum)
-    layers["a_relu"] = nn.ReLU(inplace=True)
-    layers["b"] = nn.Conv3d(
-        dim_inner,
-        dim_inner,
-        (temporal_kernel, 3, 3),
-        stride=(1, spatial_stride, spatial_stride),
-        padding=(temporal_kernel // 2, 1, 1),
-        groups=dim_inner if channelwise else 1,
-        bias=False,
-    )
-    layers["b_bn"] = nn.BatchNorm3d(dim_inner, eps=norm_eps, momentum=norm_momentum)
-    if se_ratio > 0 and (block_idx + 1) % 2:
-        layers["se"] = SqueezeExcite(dim_inner, se_ratio)
-    layers["b_relu"] = nn.SiLU() if swish_inner else nn.ReLU(inplace=True)
-    layers["c"] = nn.Conv3d(dim_inner, dim_out, 1, bias=False)
-    layers["c_bn"] = nn.BatchNorm3d(dim_out, eps=norm_eps, momentum=norm_momentum)
-    layers["c_bn"].transform_final_bn = True
-    return nn.Sequential(layers)
+    norm = dict(eps=norm_eps, momentum=norm_momentum)
+    return nn.Sequential(bottleneck_parts(
+        dim_in=dim_in, dim_inner=dim_inner, dim_out=dim_out, temporal_kernel=temporal_kernel,
+        spatial_stride=spatial_stride, channelwise=channelwise,
+        conv_a=_conv_bn_act("a", nn.ReLU, norm=norm),
+        conv_b=_conv_bn_act("b", nn.SiLU if swish_inner else nn.ReLU, norm=norm, se_ratio=se_ratio),
+        conv_c=_conv_bn_act("c", None, norm=norm, final=True),
+    ))
 
 
 class ResBlock(nn.Module):
@@ -237,8 +229,6 @@ def init_weights(model: nn.Module, *, fc_init_std: float = 0.01, zero_init_final
 def x3d_parts(
     *,
     input_channel: int = 3,
-    input_clip_length: int = 16,
-    input_crop_size: int = 224,
     num_classes: int = 400,
     width_factor: float = 2.0,
     depth_factor: float = 2.2,
@@ -252,6 +242,7 @@ def x3d_parts(
     head_act: str = "softmax",
     norm_eps: float = 1e-5,
     norm_momentum: float = 0.1,
+    se_ratio: float = 1.0 / 16,
     block: Callable[..., nn.Module] = create_x3d_block,
     block_kwargs: Optional[Dict[str, Any]] = None,
     head: Union[str, Callable[..., nn.Module]] = "X3DHead",
@@ -261,8 +252,6 @@ def x3d_parts(
     Returns:
         dict with ``stem``, ``stages`` (list of 4 modules) and ``head``, ready for ``VideoNet(**parts)``.
     """
-    del input_clip_length, input_crop_size  # the head pools adaptively; kept for the builder's signature
-    block_kwargs = dict(block_kwargs or {})
     norm = dict(norm_eps=norm_eps, norm_momentum=norm_momentum)
     dim_stem = round_width(dim_c1, width_factor)
     stem = create_x3d_stem(dim_in=input_channel, dim_out=dim_stem, **norm)
@@ -277,8 +266,9 @@ def x3d_parts(
         res = OrderedDict()
         for j in range(round_repeats(blocks, depth_factor)):
             stride = 2 if j == 0 else 1
+            se = {"se_ratio": se_ratio} if se_ratio and j % 2 == 0 else {}  # SE on blocks 0, 2, 4, ...
             branch2 = block(dim_in=dim_in, dim_inner=dim_inner, dim_out=dim_out, temporal_kernel=3,
-                            spatial_stride=stride, block_idx=j, channelwise=channelwise, **norm, **block_kwargs)
+                            spatial_stride=stride, channelwise=channelwise, **norm, **se, **(block_kwargs or {}))
             res[f"pathway0_res{j}"] = ResBlock(branch2=branch2, dim_in=dim_in, dim_out=dim_out,
                                                spatial_stride=stride, **norm)
             dim_in = dim_out
@@ -301,10 +291,10 @@ def create_x3d(*, fc_init_std: float = 0.01, zero_init_final_bn: bool = True, **
           head: conv_5 1x1x1 + BN + ReLU, adaptive avg pool, lin_5 (+BN) + ReLU, dropout, linear
         logits (N, num_classes)
 
+    Keyword-only. The head pools adaptively, so the network takes any clip length and crop size.
+
     Args:
         input_channel: C of the input (DATA.INPUT_CHANNEL_NUM[0]).
-        input_clip_length: T (X3D-S 13, X3D-M/L 16); recorded only, the head pools adaptively.
-        input_crop_size: train crop (X3D-S 160, X3D-M 224, X3D-L 312); recorded only.
         num_classes: classifier width.
         width_factor: gamma_w (2.0 for X3D-S/M/L).
         depth_factor: gamma_d (2.2 for X3D-S/M, 5.0 for X3D-L).
@@ -317,9 +307,11 @@ def create_x3d(*, fc_init_std: float = 0.01, zero_init_final_bn: bool = True, **
         head_act: activation the runtime should apply to the logits (``softmax`` | ``sigmoid`` | ``none``);
             stored on the head, never applied in ``forward``.
         norm_eps, norm_momentum: BatchNorm3d settings.
+        se_ratio: SE width of blocks 0, 2, 4, ... of each stage (X3D: 1/16), passed to ``block`` for those
+            blocks only; 0: never passed.
         block: callable returning the residual branch, called with ``dim_in, dim_inner, dim_out,
-            temporal_kernel, spatial_stride, block_idx, channelwise, norm_eps, norm_momentum`` and
-            ``block_kwargs``; ``create_x3d_block`` (X3D) or ``create_mtblock`` (MTNet).
+            temporal_kernel, spatial_stride, channelwise, norm_eps, norm_momentum``, ``se_ratio`` (above)
+            and ``block_kwargs``; ``create_x3d_block`` (X3D) or ``create_mtblock`` (MTNet).
         block_kwargs: extra keyword arguments for ``block``.
         head: a name in ``HEAD_REGISTRY`` or a callable with the head contract (``build.py``).
         fc_init_std: std of the classifier's normal init (MODEL.FC_INIT_STD).
@@ -331,45 +323,3 @@ def create_x3d(*, fc_init_std: float = 0.01, zero_init_final_bn: bool = True, **
     model = VideoNet(**x3d_parts(**kwargs))
     init_weights(model, fc_init_std=fc_init_std, zero_init_final_bn=zero_init_final_bn)
     return model
-
-
-def x3d_args_from_config(cfg: Any) -> Dict[str, Any]:
-    """Map PySlowFast keys to ``create_x3d`` arguments (docs/design.md "Model contract")."""
-    mtnet = getattr(cfg, "MTNET", None)
-    return dict(
-        input_channel=int(cfg.DATA.INPUT_CHANNEL_NUM[0]),
-        input_clip_length=int(cfg.DATA.NUM_FRAMES),
-        input_crop_size=int(cfg.DATA.TRAIN_CROP_SIZE),
-        num_classes=int(cfg.MODEL.NUM_CLASSES),
-        width_factor=float(cfg.X3D.WIDTH_FACTOR),
-        depth_factor=float(cfg.X3D.DEPTH_FACTOR),
-        bottleneck_factor=float(cfg.X3D.BOTTLENECK_FACTOR),
-        dim_c1=int(cfg.X3D.DIM_C1),
-        dim_c5=int(cfg.X3D.DIM_C5),
-        scale_res2=bool(cfg.X3D.SCALE_RES2),
-        channelwise=bool(cfg.X3D.CHANNELWISE_3x3x3),
-        bn_lin5=bool(cfg.X3D.BN_LIN5),
-        dropout_rate=float(cfg.MODEL.DROPOUT_RATE),
-        head_act=str(cfg.MODEL.HEAD_ACT),
-        norm_eps=float(cfg.BN.EPSILON),
-        norm_momentum=float(cfg.BN.MOMENTUM),
-        head=str(getattr(mtnet, "HEAD", "X3DHead")) if mtnet is not None else "X3DHead",
-        fc_init_std=float(cfg.MODEL.FC_INIT_STD),
-        zero_init_final_bn=bool(cfg.RESNET.ZERO_INIT_FINAL_BN),
-    )
-
-
-@MODEL_REGISTRY.register()
-class X3D(VideoNet):
-    """X3D built from a PySlowFast config: ``X3D(cfg)``; the baseline MTNet is compared against."""
-
-    def __init__(self, cfg: Any):
-        args = self.from_config(cfg)
-        init = {k: args.pop(k) for k in ("fc_init_std", "zero_init_final_bn")}
-        super().__init__(**x3d_parts(**args))
-        init_weights(self, **init)
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> Dict[str, Any]:
-        """cfg -> ``create_x3d`` keyword arguments."""
-        return x3d_args_from_config(cfg)

@@ -9,13 +9,14 @@ with their source:
 - X3D: the PySlowFast model zoo (conv + linear multiply-adds at the train crop, params rounded to 0.1M), and
   for X3D-L also MTNet Table V (24.8 GFLOPs, 6.1M).
 """
+import dataclasses
 import logging
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from mtnet_plugin.layers.mtconv import P_INPUTS
+from mtnet_plugin.layers import MTBlockOptions
+from mtnet_plugin.layers.options import P_INPUTS
 
 from .flops import model_stats
-from .mtnet import MTNET_DEFAULTS
 from .presets import PRESET_NAMES, preset, preset_input_shape, same_network
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ class _Measurer:
         self.progress = progress
 
     def __call__(self, name: str, input_shape: Sequence[int], **overrides: Any) -> Dict[str, Any]:
-        overrides = {k: v for k, v in overrides.items() if MTNET_DEFAULTS.get(k, object()) != v}
+        defaults = dataclasses.asdict(MTBlockOptions())
+        overrides = {k: v for k, v in overrides.items() if defaults.get(k, object()) != v}
         if overrides.get("delta") == 1.0:  # no P branch: nothing for p_input to change
             overrides.pop("p_input", None)
         arch = next(n for n in PRESET_NAMES if same_network(n, name))  # S and M share one measurement
