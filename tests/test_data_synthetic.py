@@ -11,8 +11,8 @@ import pytest
 
 from mtnet_plugin.config import get_cfg
 from mtnet_plugin.config.synthetic import add_synthetic_config
-from mtnet_plugin.data.synthetic import (CLASSES, SyntheticSpec, ensure_synthetic_dataset,
-                                         generate_synthetic_dataset, has_lists, render_clip)
+from mtnet_plugin.data.synthetic import (CLASSES, PRESETS, SyntheticSpec, _clip_rng, ensure_synthetic_dataset,
+                                         generate_synthetic_dataset, has_lists, render_clip, spec_from_cfg)
 
 TINY = dict(num_classes=3, num_train=3, num_val=1, num_test=2, frames=12, height=32, fps=15, seed=0)
 
@@ -208,3 +208,137 @@ def test_classes_share_appearance():
     for c in still[1:]:
         assert np.abs(c - still[0]).mean() < 6
     assert all(np.abs(np.diff(c.astype(int), axis=0)).sum() > 0 for c in clips)  # each one moves
+
+
+# --------------------------------------------------------------------------------------- the other presets
+def _frame_and_layout_features(clip, t):
+    """One frame: the colour statistics above plus the mean colour of a 4 x 4 grid of cells (where things are)."""
+    f = clip[t].astype(np.float64) / 255
+    cells = [c.mean((0, 1)) for rows in np.array_split(f, 4, axis=0) for c in np.array_split(rows, 4, axis=1)]
+    return np.concatenate([_frame_features(clip, t)] + cells)
+
+
+def _energy(clip):
+    e = np.abs(np.diff(clip.astype(np.float64), axis=0)).mean((1, 2, 3))
+    return (e - e.min()) / (e.max() - e.min() + 1e-9)
+
+
+def _energy_autocorrelation(clip):
+    """Autocorrelation of the frame-difference energy at lags 1..23: the period of a repeated motion."""
+    e = _energy(clip)
+    e = e - e.mean()
+    return np.array([(e[:-k] * e[k:]).sum() for k in range(1, 24)]) / ((e * e).sum() + 1e-9)
+
+
+def _time_reversal_asymmetry(clip):
+    """mean(e_t e_{t+k}^2 - e_t^2 e_{t+k}) for k = 1..12: zero for a clip and its time reversal alike only if
+    the energy sequence is symmetric; its sign says which of two events comes first."""
+    e = _energy(clip)
+    return np.array([np.mean(e[:-k] * e[k:] ** 2 - e[:-k] ** 2 * e[k:]) for k in range(1, 13)])
+
+
+def _median_velocity(clip):
+    """Median frame-to-frame motion of the centroid of what differs from the clip's median frame (the movers)."""
+    c = clip.astype(np.float64)
+    fg = np.abs(c - np.median(c, axis=0)).sum(-1)
+    w = fg / (fg.sum((1, 2), keepdims=True) + 1e-9)
+    cy = (w.sum(2) * np.arange(c.shape[1])).sum(1)
+    cx = (w.sum(1) * np.arange(c.shape[2])).sum(1)
+    vy, vx = np.diff(cy), np.diff(cx)
+    return np.array([np.median(vy), np.median(vx), np.mean(vy > 0), np.mean(vx > 0)])
+
+
+# preset -> the temporal feature that carries its label (the sorted energy of the default test for two of them)
+TEMPORAL_FEATURES = {"direction": _median_velocity, "duration": _temporal_features, "rate": _energy_autocorrelation,
+                     "order": _time_reversal_asymmetry, "pauses": _energy_autocorrelation}
+
+
+def test_every_preset_has_a_temporal_feature_in_the_test():
+    assert set(PRESETS) == set(TEMPORAL_FEATURES) | {"tempo"}
+    assert PRESETS["tempo"] is CLASSES and SyntheticSpec().preset == "tempo"
+    for name, classes in PRESETS.items():
+        assert len({c.name for c in classes}) == len(classes) >= 2, name
+
+
+@pytest.mark.parametrize("preset", sorted(TEMPORAL_FEATURES))
+def test_preset_classes_differ_in_time_not_in_single_frames(preset):
+    # The clips the generator writes (render_clip with its per-clip streams), before encoding: a nearest-centroid
+    # classifier on one random frame (colours and where things are) stays near chance; one on a temporal feature
+    # of the family does much better.
+    spec = SyntheticSpec(preset=preset, num_classes=len(PRESETS[preset]), frames=32, height=32, seed=0)
+    per_class = max(10, 40 // spec.num_classes)
+    rng = np.random.default_rng(0)
+    feats = {}
+    for split in ("train", "test"):
+        clips, labels = [], []
+        for label in range(spec.num_classes):
+            clips += [render_clip(_clip_rng(spec.seed, split, label, k), spec, label) for k in range(per_class)]
+            labels += [label] * per_class
+        feats[split] = (np.stack([_frame_and_layout_features(c, rng.integers(len(c))) for c in clips]),
+                        np.stack([TEMPORAL_FEATURES[preset](c) for c in clips]), np.array(labels))
+    (f_tr, e_tr, y_tr), (f_te, e_te, y_te) = feats["train"], feats["test"]
+    chance = 1 / spec.num_classes
+    frame_acc = _nearest_centroid_accuracy(f_tr, y_tr, f_te, y_te)
+    time_acc = _nearest_centroid_accuracy(e_tr, y_tr, e_te, y_te)
+    assert frame_acc < chance + 0.2, (frame_acc, chance)
+    assert time_acc > chance + 0.3 and time_acc > frame_acc + 0.3, (frame_acc, time_acc, chance)
+
+
+def test_presets_reach_the_files_metadata_and_the_config(tmp_path):
+    spec = SyntheticSpec(preset="order", num_classes=2, num_train=1, num_val=1, num_test=1, frames=8, height=32)
+    root = generate_synthetic_dataset(str(tmp_path / "order"), spec)
+    with open(os.path.join(root, "classes.txt")) as f:
+        assert f.read().split() == ["quick_then_slow", "slow_then_quick"]
+    with open(os.path.join(root, "metadata.json")) as f:
+        meta = json.load(f)
+    assert meta["spec"]["preset"] == "order" and [c["pattern"] for c in meta["classes"]] == ["event_pair"] * 2
+    cfg = _cfg(str(tmp_path / "dir"), PRESET="direction")
+    assert spec_from_cfg(cfg).preset == "direction" and spec_from_cfg(cfg).class_names[:2] == [
+        "left_to_right", "right_to_left"]
+    with pytest.raises(ValueError, match="DATA.RANDOM_FLIP False"):
+        ensure_synthetic_dataset(cfg)  # get_cfg() flips at random: direction would be a wrong label
+    cfg.DATA.RANDOM_FLIP = False
+    cfg.MODEL.NUM_CLASSES = 2
+    assert ensure_synthetic_dataset(cfg) == str(tmp_path / "dir")
+    with open(os.path.join(str(tmp_path / "dir"), "classes.txt")) as f:
+        assert f.read().split() == ["left_to_right", "right_to_left"]
+    with pytest.raises(ValueError, match="unknown synthetic preset 'spin'"):
+        SyntheticSpec(preset="spin")
+    with pytest.raises(ValueError, match="for preset 'order'"):
+        SyntheticSpec(preset="order", num_classes=3)
+
+
+def test_direction_clips_move_the_named_way():
+    # Without distractors or noise the actor's centroid moves the class's way in most frames.
+    spec = SyntheticSpec(preset="direction", frames=24, height=32, max_distractors=0, noise_std=0.0)
+    for label, (sign_y, sign_x) in enumerate([(0, 1), (0, -1), (1, 0), (-1, 0)]):
+        vy, vx, _, _ = _median_velocity(render_clip(np.random.default_rng(label), spec, label))
+        main, cross = (vx, vy) if sign_x else (vy, vx)
+        assert np.sign(main) == (sign_x or sign_y) and abs(main) > 2 * abs(cross), (label, vy, vx)
+
+
+def test_make_synthetic_cli_preset_flag(tmp_path):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "make_synthetic.py")
+    module_spec = importlib.util.spec_from_file_location("tool_make_synthetic", path)
+    make_synthetic = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(make_synthetic)
+    out = str(tmp_path / "rate")
+    make_synthetic.main([out, "--preset", "rate", "--train", "1", "--val", "1", "--test", "1", "--frames", "8"])
+    with open(os.path.join(out, "classes.txt")) as f:
+        assert f.read().split() == [c.name for c in PRESETS["rate"]]  # all of the preset's classes by default
+    with pytest.raises(SystemExit, match="for preset 'rate'"):
+        make_synthetic.main([str(tmp_path / "bad"), "--preset", "rate", "--classes", "5"])
+
+
+def test_shipped_direction_configs_turn_flips_off():
+    from mtnet_plugin.config import load_config
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "Synthetic")
+    for name in ("X3D_XS.yaml", "MTNet_XS.yaml"):
+        cfg = load_config([os.path.join(root, "Direction", name)])
+        assert cfg.SYNTHETIC.PRESET == "direction" and cfg.DATA.RANDOM_FLIP is False
+        assert cfg.MODEL.NUM_CLASSES == cfg.SYNTHETIC.NUM_CLASSES == len(PRESETS["direction"])
+        assert cfg.DATA.PATH_TO_DATA_DIR != "data/synthetic"  # not the default family's folder
+    assert load_config([os.path.join(root, "Direction", "MTNet_XS.yaml")]).MODEL.ARCH == "mtnet"

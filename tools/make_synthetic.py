@@ -3,6 +3,7 @@
 
     python tools/make_synthetic.py data/synthetic
     python tools/make_synthetic.py /tmp/tiny --train 4 --val 2 --test 2 --frames 16 --size 32 --seed 1
+    python tools/make_synthetic.py data/synthetic_direction --preset direction   # another class family
 
 Counts are clips PER CLASS. OUT_DIR must not exist or be empty; it receives the videos, train.csv, val.csv,
 test.csv (``path label`` lines, paths absolute unless --relative), classes.txt and metadata.json.
@@ -13,7 +14,7 @@ import sys
 
 from tqdm import tqdm
 
-from mtnet_plugin.data.synthetic import CLASSES, SyntheticSpec, generate_synthetic_dataset
+from mtnet_plugin.data.synthetic import DEFAULT_PRESET, PRESETS, SyntheticSpec, generate_synthetic_dataset
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -28,8 +29,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=d.height, help="frame height in pixels (default %(default)s)")
     p.add_argument("--width", type=int, default=0, help="frame width (default: 4/3 of --size, even)")
     p.add_argument("--fps", type=int, default=d.fps, help="frame rate (default %(default)s)")
-    p.add_argument("--classes", type=int, default=d.num_classes,
-                   help=f"number of classes, 2..{len(CLASSES)} (default %(default)s)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help="class family (default %(default)s): " + "; ".join(
+                       f"{k}: {', '.join(c.name for c in v)}" for k, v in PRESETS.items()))
+    p.add_argument("--classes", type=int, default=None,
+                   help=f"number of classes, the first of the preset's (default: {d.num_classes} for "
+                        f"{DEFAULT_PRESET}, all of them for the other presets)")
     p.add_argument("--noise", type=float, default=d.noise_std, help="max per-pixel noise std (default %(default)s)")
     p.add_argument("--distractors", type=int, default=d.max_distractors,
                    help="max distractor objects per clip (default %(default)s)")
@@ -41,10 +46,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    spec = SyntheticSpec(num_classes=args.classes, num_train=args.train, num_val=args.val, num_test=args.test,
-                         frames=args.frames, height=args.size, width=args.width, fps=args.fps, seed=args.seed,
-                         noise_std=args.noise, max_distractors=args.distractors, relative_paths=args.relative)
+    classes = args.classes
+    if classes is None:
+        classes = SyntheticSpec().num_classes if args.preset == DEFAULT_PRESET else len(PRESETS[args.preset])
     try:
+        spec = SyntheticSpec(preset=args.preset, num_classes=classes, num_train=args.train, num_val=args.val,
+                             num_test=args.test, frames=args.frames, height=args.size, width=args.width, fps=args.fps,
+                             seed=args.seed, noise_std=args.noise, max_distractors=args.distractors,
+                             relative_paths=args.relative)
         with tqdm(total=spec.num_videos, unit="video", desc="synthetic") as bar:
             out = generate_synthetic_dataset(args.out_dir, spec, progress=lambda done, total: bar.update(1))
     except (FileExistsError, ValueError) as e:

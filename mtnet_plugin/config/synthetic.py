@@ -17,7 +17,10 @@ def add_synthetic_config(cfg: CfgNode) -> CfgNode:
         "ENABLE": False,
         # Seed of the generator: the same seed and options give the same videos and lists.
         "SEED": 0,
-        # Number of classes, 2..6, taken in order from data.synthetic.CLASSES (must equal MODEL.NUM_CLASSES).
+        # Class family, a key of data.synthetic.PRESETS: tempo | direction | duration | rate | order | pauses.
+        # "direction" labels a direction in the image: set DATA.RANDOM_FLIP False with it.
+        "PRESET": "tempo",
+        # Number of classes, taken in order from the preset's classes (tempo: 2..6; must equal MODEL.NUM_CLASSES).
         "NUM_CLASSES": 4,
         # Clips per class in train.csv / val.csv / test.csv.
         "NUM_TRAIN": 100,

@@ -1,4 +1,4 @@
-"""Synthetic multi-tempo videos: classes told apart only by the time scale and rhythm of a motion.
+"""Synthetic multi-tempo videos: classes told apart only by the temporal structure of a motion.
 
 Every clip shows one "actor" (a disc, square or diamond) that moves back and forth between two random points
 over a static textured background, with small distractor objects drifting at random speeds and per-pixel noise.
@@ -13,6 +13,12 @@ So no single frame reveals the class: it takes short-range motion (speed) and lo
 together, the multi-temporal cue MTNet is built for (Stergiou & Poppe, IJCNN 2021, Sec. I). Timings are in
 seconds and converted with the clip's fps; at 30 fps a 32-frame window always contains both a stroke and,
 for intermittent classes, a pause.
+
+That default class family is the preset "tempo". ``PRESETS`` holds further families, each testing another kind
+of temporal structure with the same appearance model: "direction" (the way the actor crosses the frame; random
+flips must be off), "duration" (how long each move lasts at a shared speed), "rate" (oscillation frequency at a
+shared peak speed), "order" (quick-then-slow vs slow-then-quick strokes, each other's time reversal) and
+"pauses" (where and how long the actor stops). docs/synthetic.md describes them.
 
 The folder layout is the Kinetics one read by the csv dataset:
 
@@ -29,7 +35,7 @@ import logging
 import os
 import shutil
 import tempfile
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -52,12 +58,19 @@ _DISTRACTOR_SPEED = (0.1, 0.9)  # frame heights per second
 
 @dataclasses.dataclass(frozen=True)
 class MotionClass:
-    """One class: the actor's stroke duration and pause duration ranges, in seconds."""
+    """One class: how the actor moves. ``pattern`` names the track generator (``_TRACKS``); ``stroke_s`` and
+    ``pause_s`` are the stroke and end-pause duration ranges in seconds of the "strokes" pattern (the other
+    patterns read their settings from ``params``, a tuple of (name, value) pairs)."""
 
     name: str
     stroke_s: Tuple[float, float]
     pause_s: Tuple[float, float]
     description: str
+    pattern: str = "strokes"
+    params: Tuple[Tuple[str, object], ...] = ()
+
+    def param(self, key: str):
+        return dict(self.params)[key]
 
 
 CLASSES = (
@@ -69,13 +82,82 @@ CLASSES = (
     MotionClass("medium_intermittent", _MEDIUM, _PAUSE, "medium-speed moves separated by pauses"),
 )
 
+_NONE = (0.0, 0.0)
+_PAUSE_STROKE = (0.20, 0.33)  # the pause family's stroke: the same range for every class
+_FAST_EVENT, _SLOW_EVENT, _SHORT_GAP, _LONG_GAP = (0.10, 0.15), (0.40, 0.50), (0.07, 0.13), (0.33, 0.43)
+
+
+def _sweep(name: str, angle_deg: float, description: str) -> MotionClass:
+    return MotionClass(name, _NONE, _NONE, description, "sweep", (("angle_deg", angle_deg),))
+
+
+def _event_pair(name: str, first: Tuple[float, float], second: Tuple[float, float], description: str) -> MotionClass:
+    return MotionClass(name, _NONE, _NONE, description, "event_pair", (("first_s", first), ("second_s", second)))
+
+
+# Class families. Each fixes one kind of temporal structure and draws everything else (appearance, end points,
+# speeds where they are not the class, phase) from one distribution shared by its classes.
+PRESETS: Dict[str, Tuple[MotionClass, ...]] = {
+    # tempo x rhythm: stroke duration (fast / slow / medium) and whether the actor pauses at the end points.
+    "tempo": CLASSES,
+    # direction: the actor crosses the frame left to right, right to left, top to bottom or bottom to top
+    # (+-15 degrees) and re-enters on the other side. Direction is the label: horizontal flips must be off.
+    "direction": (
+        _sweep("left_to_right", 0.0, "crosses the frame from left to right, again and again"),
+        _sweep("right_to_left", 180.0, "crosses the frame from right to left, again and again"),
+        _sweep("top_to_bottom", 90.0, "crosses the frame from top to bottom, again and again"),
+        _sweep("bottom_to_top", 270.0, "crosses the frame from bottom to top, again and again"),
+    ),
+    # duration: each move lasts 0.07-0.13 s, 0.20-0.27 s or 0.37-0.45 s at the same speed (1.2-1.6 frame heights
+    # per second, so the distance covered grows with it), in a half-cycle of the same 0.5-0.6 s for every class.
+    "duration": tuple(
+        MotionClass(name, _NONE, _NONE, desc, "moves", (("move_s", move),))
+        for name, move, desc in (
+            ("brief_moves", (0.07, 0.13), "short moves at a shared speed, then stillness"),
+            ("medium_moves", (0.20, 0.27), "medium-length moves at a shared speed, then stillness"),
+            ("long_moves", (0.37, 0.45), "long moves at a shared speed, then short stillness"),
+        )
+    ),
+    # rate: a sinusoidal oscillation at 0.8-1.0, 1.6-2.0 or 3.2-4.0 Hz whose peak speed is the same for every
+    # class (1.2-1.6 frame heights per second; the amplitude shrinks as the rate grows).
+    "rate": tuple(
+        MotionClass(name, _NONE, _NONE, desc, "oscillation", (("rate_hz", rate),))
+        for name, rate, desc in (
+            ("slow_oscillation", (0.8, 1.0), "a wide swing about once a second"),
+            ("medium_oscillation", (1.6, 2.0), "a swing about twice a second"),
+            ("fast_oscillation", (3.2, 4.0), "a small quick shake 3-4 times a second"),
+        )
+    ),
+    # order: a quick stroke and a slow stroke in a repeating cycle; the short gap follows the quick stroke
+    # (quick-then-slow) or the slow one (slow-then-quick). The two classes are each other's time reversal, so
+    # they have the same speeds, durations and pauses: only the order of events tells them apart.
+    "order": (
+        _event_pair("quick_then_slow", _FAST_EVENT, _SLOW_EVENT, "a quick stroke, a short gap, a slow stroke back, "
+                    "a long gap"),
+        _event_pair("slow_then_quick", _SLOW_EVENT, _FAST_EVENT, "a slow stroke, a short gap, a quick stroke back, "
+                    "a long gap"),
+    ),
+    # pauses: strokes of one shared duration (0.20-0.33 s) with no pause, a short (0.10-0.17 s) or long (0.40-0.53 s)
+    # pause at each end point, or a 0.27-0.40 s pause halfway along each stroke.
+    "pauses": (
+        MotionClass("no_pause", _PAUSE_STROKE, _NONE, "strokes back and forth without pause"),
+        MotionClass("short_end_pause", _PAUSE_STROKE, (0.10, 0.17), "a short pause at each end point"),
+        MotionClass("long_end_pause", _PAUSE_STROKE, (0.40, 0.53), "a long pause at each end point"),
+        MotionClass("mid_stroke_pause", _PAUSE_STROKE, _NONE, "a pause halfway along each stroke", "strokes",
+                    (("mid_pause_s", (0.27, 0.40)),)),
+    ),
+}
+DEFAULT_PRESET = "tempo"
+# Presets whose label is a direction in the image: horizontal flips (DATA.RANDOM_FLIP) would change the label.
+FLIP_SENSITIVE_PRESETS = ("direction",)
+
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
     """Generation parameters; counts are clips per class.
 
     Attributes:
-        num_classes: the first ``num_classes`` entries of ``CLASSES`` (2..6).
+        num_classes: the first ``num_classes`` classes of the preset (2..its number of classes).
         num_train, num_val, num_test: clips per class in each split.
         frames: frames per video.
         height: frame height; ``width`` 0 means round(4 * height / 3) rounded to even.
@@ -85,6 +167,7 @@ class SyntheticSpec:
         max_distractors: each clip has 0..max_distractors drifting distractor objects.
         codec, crf: encoder settings passed to ``write_video``.
         relative_paths: list paths relative to the folder (set ``DATA.PATH_PREFIX`` to it) instead of absolute.
+        preset: the class family, a key of ``PRESETS`` ("tempo", the default, is ``CLASSES``).
     """
 
     num_classes: int = 4
@@ -101,18 +184,27 @@ class SyntheticSpec:
     codec: str = "libx264"
     crf: int = 20
     relative_paths: bool = False
+    preset: str = DEFAULT_PRESET
 
     def __post_init__(self):
-        if not 2 <= self.num_classes <= len(CLASSES):
-            raise ValueError(f"num_classes must be in [2, {len(CLASSES)}], got {self.num_classes}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown synthetic preset {self.preset!r}; valid: {', '.join(PRESETS)}")
+        if not 2 <= self.num_classes <= len(self.classes):
+            raise ValueError(f"num_classes must be in [2, {len(self.classes)}] for preset {self.preset!r}, "
+                             f"got {self.num_classes}")
         if min(self.num_train, self.num_val, self.num_test) < 0 or self.frames < 2 or self.height < 16:
             raise ValueError(f"invalid synthetic spec {self}")
         if not self.width:
             object.__setattr__(self, "width", 2 * round(2 * self.height / 3))
 
     @property
+    def classes(self) -> Tuple[MotionClass, ...]:
+        """The preset's classes, all of them (the data set uses the first ``num_classes``)."""
+        return PRESETS[self.preset]
+
+    @property
     def class_names(self) -> List[str]:
-        return [c.name for c in CLASSES[: self.num_classes]]
+        return [c.name for c in self.classes[: self.num_classes]]
 
     def counts(self) -> Dict[str, int]:
         return {"train": self.num_train, "val": self.num_val, "test": self.num_test}
@@ -129,6 +221,7 @@ def spec_from_cfg(cfg) -> SyntheticSpec:
         num_classes=int(s.NUM_CLASSES), num_train=int(s.NUM_TRAIN), num_val=int(s.NUM_VAL),
         num_test=int(s.NUM_TEST), frames=int(s.FRAMES), height=int(s.SIZE), width=int(s.WIDTH),
         fps=int(s.FPS), seed=int(s.SEED), noise_std=float(s.NOISE_STD), max_distractors=int(s.MAX_DISTRACTORS),
+        preset=str(s.get("PRESET", DEFAULT_PRESET)),
     )
 
 
@@ -208,14 +301,110 @@ def _distractor_track(rng: np.random.Generator, spec: SyntheticSpec, radius: flo
     return out[0], out[1]
 
 
+def _segments_profile(num_frames: int, segments: Sequence[Tuple[float, float, float, bool]],
+                      phase: float) -> np.ndarray:
+    """A cyclic profile (T,): segments of (duration in frames, start value, end value, eased) played in a loop
+    from ``phase`` frames into the cycle; eased segments use ``_ease``, the others move at constant speed."""
+    cycle = sum(seg[0] for seg in segments)
+    s = (np.arange(num_frames) + phase) % cycle
+    w = np.zeros(num_frames)
+    start = 0.0
+    for duration, w0, w1, eased in segments:
+        inside = (s >= start) & (s < start + duration)
+        u = (s[inside] - start) / max(duration, 1e-9)
+        w[inside] = w0 + (w1 - w0) * (_ease(u) if eased else u)
+        start += duration
+    return w
+
+
+def _end_points(rng: np.random.Generator, spec: SyntheticSpec, r: float, length: float):
+    """A random stroke of ``length`` pixels (shortened to fit) whose both ends keep the actor inside the frame.
+    Returns (y_a, x_a, dy, dx): end point A and the vector to end point B."""
+    h, w = spec.height, spec.width
+    angle = rng.uniform(0, 2 * np.pi)
+    dy, dx = length * np.sin(angle), length * np.cos(angle)
+    fit = min(1.0, (h - 2 * r) / max(abs(dy), 1e-6), (w - 2 * r) / max(abs(dx), 1e-6))  # keep both ends inside
+    dy, dx = dy * fit, dx * fit
+    y_a = rng.uniform(r + max(0.0, -dy), h - r - max(0.0, dy))
+    x_a = rng.uniform(r + max(0.0, -dx), w - r - max(0.0, dx))
+    return y_a, x_a, dy, dx
+
+
+def _track_strokes(rng: np.random.Generator, spec: SyntheticSpec, motion: MotionClass, r: float):
+    """Back and forth between two end points: eased strokes, optional pauses at the ends or mid-stroke."""
+    y_a, x_a, dy, dx = _end_points(rng, spec, r, rng.uniform(*_STROKE_LENGTH) * min(spec.height, spec.width))
+    stroke = rng.uniform(*motion.stroke_s) * spec.fps
+    pause = rng.uniform(*motion.pause_s) * spec.fps
+    mid = dict(motion.params).get("mid_pause_s")
+    if mid is None:
+        frac = _stroke_profile(spec.frames, stroke, pause, rng.uniform(0, 2 * (stroke + pause)))
+    else:
+        m, half = rng.uniform(*mid) * spec.fps, stroke / 2
+        segments = [(half, 0.0, 0.5, True), (m, 0.5, 0.5, False), (half, 0.5, 1.0, True), (pause, 1.0, 1.0, False),
+                    (half, 1.0, 0.5, True), (m, 0.5, 0.5, False), (half, 0.5, 0.0, True), (pause, 0.0, 0.0, False)]
+        frac = _segments_profile(spec.frames, segments, rng.uniform(0, 2 * (stroke + pause + m)))
+    return y_a + dy * frac, x_a + dx * frac
+
+
+def _track_moves(rng: np.random.Generator, spec: SyntheticSpec, motion: MotionClass, r: float):
+    """Constant-speed moves of the class's duration, then stillness, in a half-cycle of 0.5-0.6 s."""
+    move = rng.uniform(*motion.param("move_s")) * spec.fps
+    speed = rng.uniform(1.0, 1.4) * spec.height / spec.fps  # pixels per frame, the same range for every class
+    half = rng.uniform(0.5, 0.6) * spec.fps
+    y_a, x_a, dy, dx = _end_points(rng, spec, r, speed * move)
+    segments = [(move, 0.0, 1.0, False), (half - move, 1.0, 1.0, False),
+                (move, 1.0, 0.0, False), (half - move, 0.0, 0.0, False)]
+    frac = _segments_profile(spec.frames, segments, rng.uniform(0, 2 * half))
+    return y_a + dy * frac, x_a + dx * frac
+
+
+def _track_oscillation(rng: np.random.Generator, spec: SyntheticSpec, motion: MotionClass, r: float):
+    """A sinusoid along a random axis at the class's rate; peak speed 1.2-1.6 frame heights per second."""
+    rate = rng.uniform(*motion.param("rate_hz")) / spec.fps  # cycles per frame
+    peak_speed = rng.uniform(1.2, 1.6) * spec.height / spec.fps
+    amplitude = peak_speed / (2 * np.pi * rate)
+    y_a, x_a, dy, dx = _end_points(rng, spec, r, 2 * amplitude)
+    frac = 0.5 + 0.5 * np.sin(2 * np.pi * rate * np.arange(spec.frames) + rng.uniform(0, 2 * np.pi))
+    return y_a + dy * frac, x_a + dx * frac
+
+
+def _track_event_pair(rng: np.random.Generator, spec: SyntheticSpec, motion: MotionClass, r: float):
+    """A cycle of: the first stroke (A to B), a short gap, the second stroke back, a long gap."""
+    y_a, x_a, dy, dx = _end_points(rng, spec, r, rng.uniform(*_STROKE_LENGTH) * min(spec.height, spec.width))
+    first, second = (rng.uniform(*motion.param(k)) * spec.fps for k in ("first_s", "second_s"))
+    short, long = rng.uniform(*_SHORT_GAP) * spec.fps, rng.uniform(*_LONG_GAP) * spec.fps
+    segments = [(first, 0.0, 1.0, True), (short, 1.0, 1.0, False), (second, 1.0, 0.0, True), (long, 0.0, 0.0, False)]
+    frac = _segments_profile(spec.frames, segments, rng.uniform(0, first + short + second + long))
+    return y_a + dy * frac, x_a + dx * frac
+
+
+def _track_sweep(rng: np.random.Generator, spec: SyntheticSpec, motion: MotionClass, r: float):
+    """Repeated crossings of the frame in the class's direction (+-15 degrees) at 1.2-2.0 frame heights per
+    second: the actor leaves on one side and re-enters on the other."""
+    h, w = spec.height, spec.width
+    angle = np.deg2rad(motion.param("angle_deg") + rng.uniform(-15.0, 15.0))
+    uy, ux = np.sin(angle), np.cos(angle)  # image y points down: 90 degrees is top to bottom
+    speed = rng.uniform(1.2, 2.0) * h / spec.fps
+    span = abs(w * ux) + abs(h * uy) + 2 * r  # from fully outside on one side to fully outside on the other
+    offset = rng.uniform(-0.3, 0.3) * min(h, w)  # across the direction of motion
+    s = (rng.uniform(0, span) + speed * np.arange(spec.frames)) % span - span / 2
+    return h / 2 + uy * s + ux * offset, w / 2 + ux * s - uy * offset
+
+
+_TRACKS: Dict[str, Callable] = {
+    "strokes": _track_strokes, "moves": _track_moves, "oscillation": _track_oscillation,
+    "event_pair": _track_event_pair, "sweep": _track_sweep,
+}
+
+
 def render_clip(rng: np.random.Generator, spec: SyntheticSpec, label: int) -> np.ndarray:
-    """Draw one clip of class ``label``.
+    """Draw one clip of class ``label`` of ``spec.preset``.
 
     Returns:
         uint8 RGB frames, (T, H, W, 3) with T = spec.frames, H = spec.height, W = spec.width.
     """
     h, w, t = spec.height, spec.width, spec.frames
-    motion = CLASSES[label]
+    motion = spec.classes[label]
     bg = _background(rng, h, w)
     canvas = np.repeat(bg[None], t, axis=0)
     # Distractors first (behind the actor): small, class-independent constant drift.
@@ -223,19 +412,10 @@ def render_clip(rng: np.random.Generator, spec: SyntheticSpec, label: int) -> np
         r = rng.uniform(*_DISTRACTOR_RADIUS) * h
         cy, cx = _distractor_track(rng, spec, r)
         _paint(canvas, cy, cx, r, int(rng.integers(3)), _contrasting_colour(rng, bg.mean((0, 1)), 60.0))
-    # The actor: its appearance and path are class-independent, only its timing is the class.
+    # The actor: its appearance is class-independent, only its track's temporal structure is the class.
     r = rng.uniform(*_ACTOR_RADIUS) * h
-    length = rng.uniform(*_STROKE_LENGTH) * min(h, w)
-    angle = rng.uniform(0, 2 * np.pi)
-    dy, dx = length * np.sin(angle), length * np.cos(angle)
-    fit = min(1.0, (h - 2 * r) / max(abs(dy), 1e-6), (w - 2 * r) / max(abs(dx), 1e-6))  # keep both ends inside
-    dy, dx = dy * fit, dx * fit
-    y_a = rng.uniform(r + max(0.0, -dy), h - r - max(0.0, dy))
-    x_a = rng.uniform(r + max(0.0, -dx), w - r - max(0.0, dx))
-    stroke = rng.uniform(*motion.stroke_s) * spec.fps
-    pause = rng.uniform(*motion.pause_s) * spec.fps
-    frac = _stroke_profile(t, stroke, pause, rng.uniform(0, 2 * (stroke + pause)))
-    _paint(canvas, y_a + dy * frac, x_a + dx * frac, r, int(rng.integers(3)), _contrasting_colour(rng, bg.mean((0, 1))))
+    cy, cx = _TRACKS[motion.pattern](rng, spec, motion, r)
+    _paint(canvas, cy, cx, r, int(rng.integers(3)), _contrasting_colour(rng, bg.mean((0, 1))))
     canvas += rng.normal(0.0, rng.uniform(0, spec.noise_std), size=canvas.shape)
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
 
@@ -276,7 +456,7 @@ def _write_dataset(root: str, final_root: str, spec: SyntheticSpec,
         "generator": "mtnet_plugin.data.synthetic",
         "version": GENERATOR_VERSION,
         "spec": dataclasses.asdict(spec),
-        "classes": [dataclasses.asdict(c) for c in CLASSES[: spec.num_classes]],
+        "classes": [dataclasses.asdict(c) for c in spec.classes[: spec.num_classes]],
         "num_videos": {split: n * spec.num_classes for split, n in spec.counts().items()},
     }
     with open(os.path.join(root, "metadata.json"), "w") as f:
@@ -332,13 +512,17 @@ def ensure_synthetic_dataset(cfg) -> Optional[str]:
         The data folder, or None when ``SYNTHETIC.ENABLE`` is off.
 
     Raises:
-        ValueError: ``MODEL.NUM_CLASSES`` differs from ``SYNTHETIC.NUM_CLASSES`` when generating.
+        ValueError: ``MODEL.NUM_CLASSES`` differs from ``SYNTHETIC.NUM_CLASSES`` when generating, or a preset whose
+            label is a direction is asked for with ``DATA.RANDOM_FLIP`` on.
         FileExistsError: the folder is not empty but has no lists (it is never overwritten).
     """
     if "SYNTHETIC" not in cfg or not cfg.SYNTHETIC.ENABLE:
         return None
     data_dir = cfg.DATA.PATH_TO_DATA_DIR
     spec = spec_from_cfg(cfg)
+    if spec.preset in FLIP_SENSITIVE_PRESETS and cfg.DATA.get("RANDOM_FLIP", False):
+        raise ValueError(f"SYNTHETIC.PRESET {spec.preset!r} labels a direction in the image, which a random "
+                         "horizontal flip changes: set DATA.RANDOM_FLIP False (configs/Synthetic/Direction/ does)")
     if has_lists(data_dir):
         _warn_if_other_spec(data_dir, spec)
         return data_dir
@@ -364,6 +548,7 @@ def _warn_if_other_spec(data_dir: str, spec: SyntheticSpec) -> None:
         return
     with open(path) as f:
         found = json.load(f).get("spec", {})
+    found.setdefault("preset", DEFAULT_PRESET)  # written before presets existed: the tempo classes
     wanted = dataclasses.asdict(spec)
     diff = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
     if diff:
