@@ -15,7 +15,7 @@ SMALL = dict(depth_factor=0.5, delta=0.75)  # 1, 1, 3, 2 blocks per stage: every
 
 
 def _ours():
-    return create_mtnet(input_clip_length=CLIP, input_crop_size=CROP, num_classes=CLASSES, width_factor=2.0,
+    return create_mtnet(num_classes=CLASSES, width_factor=2.0,
                         depth_factor=SMALL["depth_factor"], dim_c1=12, dim_c5=2048, delta=SMALL["delta"])
 
 

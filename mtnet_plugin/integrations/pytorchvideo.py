@@ -26,13 +26,17 @@ documented in docs/ecosystem.md:
 Initialisation: after ``create_x3d`` the network is initialised as our MTNet (``mtnet_plugin.models.init_weights``:
 MSRA convs, BN 1/0, the last BN of each block zeroed, the recurrent units kept as their constructor made them).
 """
+import dataclasses
 import functools
 from typing import Any, Callable, Sequence
 
 from torch import nn
 
+from mtnet_plugin.layers import MTBlockOptions
 from mtnet_plugin.models import create_mtblock, init_weights
-from mtnet_plugin.models.mtnet import MTNET_DEFAULTS
+
+# MTNet options create_mtnet_pytorchvideo takes by name (layers/options.py); BatchNorm's come from create_x3d's.
+OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(MTBlockOptions)) - {"norm_eps", "norm_momentum"}
 
 INSTALL_HINT = 'pip install "mtnet_plugin[pytorchvideo]"  (pytorchvideo>=0.1.5)'
 
@@ -65,7 +69,7 @@ def create_mtblock_bottleneck(
     ``conv_kernel_size`` is conv_b's (kt, 3, 3) and ``conv_stride`` its (1, s, s); conv_b is channelwise as in
     X3D. ``se_ratio``, ``activation`` and ``inner_act`` are accepted and unused: MTBlock has Squeeze-and-Recursion
     in every block instead of SE in every other one, and ReLU inside instead of Swish. ``mtnet_options`` are
-    ``create_mtnet``'s (``delta``, ``cell``, ...).
+    fields of :class:`~mtnet_plugin.layers.MTBlockOptions` (``delta``, ``cell``, ...) or ``options=`` one.
 
     Raises:
         ValueError: a norm other than ``nn.BatchNorm3d``, a temporal stride, or a spatial kernel other than 3.
@@ -116,8 +120,9 @@ def create_mtnet_pytorchvideo(
         fc_init_std, zero_init_final_bn: initialisation, as ``mtnet_plugin.models.create_mtnet``.
         head_activation: pytorchvideo's head activation; None returns logits (the runtime's contract).
         kwargs: other ``create_x3d`` arguments (``width_factor``, ``depth_factor``, ``dropout_rate``,
-            ``norm_eps``, ``norm_momentum``, ``head_bn_lin5_on``, ...) and MTNet options (``delta``, ``p_input``,
-            ``lp_kernel``, ``pool``, ``symmetric_pool``, ``selection``, ``cell``, ``sr_layers``, ``last_act``).
+            ``norm_eps``, ``norm_momentum``, ``head_bn_lin5_on``, ...) and MTNet options: ``options`` (an
+            :class:`~mtnet_plugin.layers.MTBlockOptions`) and/or its fields by name (``delta``, ``p_input``,
+            ``cell``, ...; layers/options.py).
 
     Returns:
         pytorchvideo's ``Net``, initialised, in train mode; ``forward`` maps (N, 3, T, H, W) to (N, classes).
@@ -126,7 +131,7 @@ def create_mtnet_pytorchvideo(
         ImportError: pytorchvideo is not installed (the message says how to install it).
     """
     x3d = _pytorchvideo_x3d()
-    options = {k: kwargs.pop(k) for k in list(kwargs) if k in MTNET_DEFAULTS}
+    options = {k: kwargs.pop(k) for k in list(kwargs) if k in OPTION_NAMES or k == "options"}
     if "bottleneck" in kwargs:
         raise TypeError("create_mtnet_pytorchvideo sets bottleneck itself; call pytorchvideo's create_x3d directly")
     model = x3d.create_x3d(input_clip_length=input_clip_length, input_crop_size=input_crop_size,
