@@ -14,6 +14,7 @@ ALLOWED = {
     "config": {"layers", "config"},  # layers/options.py: the MTNET node's keys and defaults
     "data": {"config", "data"},
     "engine": {"ops", "layers", "models", "config", "data", "engine"},
+    "benchmarks": {"ops", "layers", "models", "config", "data", "engine", "benchmarks"},
     "integrations": {"ops", "layers", "models", "config", "integrations"},
 }
 

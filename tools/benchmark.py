@@ -7,12 +7,12 @@ Examples::
     python tools/benchmark.py --models MTNet_M --loader --batch 2      # loader clips/s vs train steps/s
     python tools/benchmark.py --cfg configs/Kinetics/MTNet_M.yaml configs/Kinetics/X3D_M.yaml
 
-Method and json keys: ``mtnet_plugin/engine/benchmark.py`` and ``docs/benchmarks.md``.
+Method and json keys: ``mtnet_plugin/benchmarks/benchmark.py`` and ``docs/benchmarks.md``.
 """
 import argparse
 import sys
 
-from mtnet_plugin.engine.benchmark import benchmark
+from mtnet_plugin.benchmarks.benchmark import benchmark
 
 
 def parse_args(argv=None):

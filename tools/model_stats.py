@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 
-from mtnet_plugin.models.zoo import SECTIONS, zoo_report
+from mtnet_plugin.benchmarks.zoo import SECTIONS, zoo_report
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -10,7 +10,6 @@ from typing import Any, Optional, Tuple, Union
 
 import torch
 from torch import nn
-from torch.profiler import record_function
 
 from mtnet_plugin.ops import native
 
@@ -18,8 +17,6 @@ from .options import LP_KERNELS, P_INPUTS, MTConvOptions, check_delta  # noqa: F
 from .prolonged import ProlongedDownsample, TrilinearResize
 
 IntOr3 = Union[int, Tuple[int, int, int]]
-# Profiler label of the eval path's fused BatchNorm + ReLU of L (tools/benchmark.py counts it as normalisation).
-NORM_ACT_LABEL = "mtconv::bn_local+act"
 
 
 def _triple(v: IntOr3) -> Tuple[int, int, int]:
@@ -203,8 +200,7 @@ class MTConv(nn.Module):
         if bn.weight is not None:
             scale = scale * bn.weight
         shift = -bn.running_mean * scale + (bn.bias if bn.bias is not None else 0.0)
-        with record_function(NORM_ACT_LABEL):
-            native.affine_act_into(z_local, scale, shift, a_local, relu=isinstance(self.act, nn.ReLU))
+        native.affine_act_into(z_local, scale, shift, a_local, relu=isinstance(self.act, nn.ReLU))
         self._prolonged(x_p, a_local, out=out[:, self.local_channels :])
         return out
 

@@ -16,8 +16,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from mtnet_plugin.layers import MTBlockOptions
 from mtnet_plugin.layers.options import P_INPUTS
 
-from .flops import model_stats
-from .presets import PRESET_NAMES, preset, preset_input_shape, same_network
+from mtnet_plugin.models.flops import model_stats
+from mtnet_plugin.models.presets import PRESET_NAMES, preset, preset_input_shape, same_network
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""mtnet_plugin.engine.benchmark: timing report and json keys on tiny models, memory accounting against a
-known allocation, part attribution and the CLI; mtnet_plugin.engine.loader_benchmark: the loader-vs-model
+"""mtnet_plugin.benchmarks.benchmark: timing report and json keys on tiny models, memory accounting against a
+known allocation, part attribution and the CLI; mtnet_plugin.benchmarks.loader_benchmark: the loader-vs-model
 report and its videos."""
 import json
 import os
@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from mtnet_plugin.config import get_cfg
-from mtnet_plugin.engine import benchmark as bm
-from mtnet_plugin.engine import loader_benchmark as lb
+from mtnet_plugin.benchmarks import benchmark as bm
+from mtnet_plugin.benchmarks import loader_benchmark as lb
 from mtnet_plugin.layers import MTConv
 from mtnet_plugin.models import create_mtnet, create_x3d
 

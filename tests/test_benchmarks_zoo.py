@@ -1,7 +1,7 @@
-"""The zoo report (mtnet_plugin/models/zoo.py): sections, de-duplicated measurements, table layout."""
+"""The zoo report (mtnet_plugin/benchmarks/zoo.py): sections, de-duplicated measurements, table layout."""
 import pytest
 
-from mtnet_plugin.models import zoo
+from mtnet_plugin.benchmarks import zoo
 
 
 @pytest.fixture

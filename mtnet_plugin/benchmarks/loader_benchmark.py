@@ -1,7 +1,7 @@
 """Data-loader benchmark of issue 7: decoded, augmented train clips per second (one worker and the configured
 worker count) beside the model's training steps per second, so a user sees which one is the bottleneck.
 
-Used by :mod:`mtnet_plugin.engine.benchmark` (``tools/benchmark.py --loader``). The clips come from H.264
+Used by :mod:`mtnet_plugin.benchmarks.benchmark` (``tools/benchmark.py --loader``). The clips come from H.264
 videos with a 320 px short side that :func:`write_benchmark_videos` makes, or from a given ``train.csv``.
 """
 import logging
