@@ -34,7 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--preset", nargs="+", default=[DEFAULT_PRESET], choices=list(PRESETS),
                    help="synthetic class families (default %(default)s)")
     p.add_argument("--epochs", type=int, default=None, help="SOLVER.MAX_EPOCH for every run (default: the configs' 16)")
-    p.add_argument("--results", default="output/ablate/results.jsonl", help="json lines, appended (default %(default)s)")
+    p.add_argument("--results", default="output/ablate/results.jsonl",
+                   help="json lines, appended (default %(default)s)")
     p.add_argument("--table", default=None, help="also write the markdown table here")
     p.add_argument("--out", default="output/ablate", help="root of the runs' OUTPUT_DIRs (default %(default)s)")
     p.add_argument("--data-root", default="data", help="where the data sets are (generated when missing)")
