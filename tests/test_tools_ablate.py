@@ -1,4 +1,4 @@
-"""tools/ablate.py and mtnet_plugin.engine.ablation: the run plan, resuming from the results file, the table, and
+"""tools/ablate.py and mtnet_plugin.benchmarks.ablation: the run plan, resuming from the results file, the table, and
 one tiny real ablation (2 variants, 1 seed, a 4-video data set, 1 epoch) through tools/run_net.py."""
 import json
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mtnet_plugin.engine import ablation
+from mtnet_plugin.benchmarks import ablation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ABLATE = os.path.join(ROOT, "tools", "ablate.py")

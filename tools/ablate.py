@@ -21,7 +21,7 @@ import shlex
 import sys
 
 from mtnet_plugin.data.synthetic import DEFAULT_PRESET, PRESETS
-from mtnet_plugin.engine.ablation import GROUPS, epoch_opts, execute, plan_runs, preset_opts, read_results, summarize
+from mtnet_plugin.benchmarks.ablation import GROUPS, epoch_opts, execute, plan_runs, preset_opts, read_results, summarize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -24,8 +24,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from mtnet_plugin.data.synthetic import DEFAULT_PRESET, FLIP_SENSITIVE_PRESETS, PRESETS, ensure_synthetic_dataset
 
-from .evaluate import RESULTS_FILE
-from .runner import build_run_cfg
+from mtnet_plugin.engine.evaluate import RESULTS_FILE
+from mtnet_plugin.engine.runner import build_run_cfg
 
 logger = logging.getLogger(__name__)
 
