@@ -42,9 +42,12 @@ setup(
         # The package never imports pytorchvideo: only the optional builder mtnet_plugin/integrations/pytorchvideo.py
         # (MTNet through pytorchvideo's create_x3d) and the tests that compare against it do.
         "pytorchvideo": ["pytorchvideo>=0.1.5"],
+        # TENSORBOARD.ENABLE writes events through torch.utils.tensorboard, which needs this package.
+        "tensorboard": ["tensorboard>=2.14"],
         # The export tests check ONNX parity through onnxruntime; without these they skip that part. The test extra
         # brings every optional extra so CI tests each optional path.
-        "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1", "pytorchvideo>=0.1.5"],
+        "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1", "pytorchvideo>=0.1.5",
+                 "tensorboard>=2.14"],
         "export": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
     },
 )

@@ -270,7 +270,11 @@ def add_compat_nodes(cfg: CfgNode) -> None:
 # non-default value is logged once per load. Nodes and keys the runtime reads are not listed.
 UNIMPLEMENTED = (
     "CONTRASTIVE.*", "AUG.*", "VIS_MASK.*", "MIXUP.*", "MVIT.*", "MASK.*", "BENCHMARK.*", "DETECTION.*", "AVA.*",
-    "TENSORBOARD.*", "DEMO.*", "TASK",
+    # TENSORBOARD.{ENABLE, LOG_DIR, CLASS_NAMES_PATH, CONFUSION_MATRIX.ENABLE, CONFUSION_MATRIX.FIGSIZE} are read
+    # by mtnet_plugin/engine/tensorboard.py; the rest of the node is not.
+    "TENSORBOARD.PREDICTIONS_PATH", "TENSORBOARD.CATEGORIES_PATH", "TENSORBOARD.CONFUSION_MATRIX.SUBSET_PATH",
+    "TENSORBOARD.HISTOGRAM.*", "TENSORBOARD.MODEL_VIS.*", "TENSORBOARD.WRONG_PRED_VIS.*",
+    "DEMO.*", "TASK",
     "BN.NUM_SPLITS", "BN.NUM_SYNC_DEVICES", "BN.GLOBAL_SYNC",
     "TRAIN.CHECKPOINT_INFLATE", "TRAIN.CHECKPOINT_IN_INIT",
     "TEST.NUM_TEMPORAL_CLIPS",

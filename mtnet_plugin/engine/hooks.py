@@ -2,7 +2,7 @@
 
 A hook sees the :class:`~mtnet_plugin.engine.trainer.Trainer` and may act before/after the run, an epoch or a
 step. The default list (``default_hooks``) is, in order: LR schedule, iteration writer, epoch writer, precise BN,
-checkpointer, evaluator, curve plotter.
+checkpointer, evaluator, curve plotter, and the TensorBoard writer (``tensorboard.py``) when TENSORBOARD.ENABLE.
 """
 import logging
 import time
@@ -156,6 +156,7 @@ class Evaluator(HookBase):
         if is_main_process():
             log_json_stats(stats, trainer.output_dir)
         trainer.last_val_stats = stats
+        trainer.last_val_predictions = (scores, labels)  # video-level scores (V, C) and labels (V,)
 
 
 class CurvePlotter(HookBase):
@@ -171,4 +172,8 @@ def default_hooks(cfg) -> list:
     if cfg.BN.USE_PRECISE_STATS:
         hooks.append(PreciseBN(cfg.BN.NUM_BATCHES_PRECISE))
     hooks += [Checkpointer(), Evaluator(), CurvePlotter()]
+    if cfg.TENSORBOARD.ENABLE:  # after the Evaluator: it writes that epoch's validation results
+        from .tensorboard import TensorBoardWriter  # imports this module
+
+        hooks.append(TensorBoardWriter(cfg))
     return hooks

@@ -63,11 +63,21 @@ def plot_training_curves(output_dir: str, out_name: str = CURVES_FILE) -> Option
 
 def plot_confusion_matrix(matrix: torch.Tensor, out_path: str, class_names: Optional[Sequence[str]] = None) -> str:
     """Row-normalised confusion matrix (rows = true class) as a PNG."""
+    fig = confusion_matrix_figure(matrix, class_names)
+    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
+    fig.savefig(out_path, dpi=100)
+    return out_path
+
+
+def confusion_matrix_figure(matrix: torch.Tensor, class_names: Optional[Sequence[str]] = None,
+                            figsize: Optional[Sequence[float]] = None) -> Figure:
+    """Row-normalised confusion matrix (rows = true class) as a matplotlib Figure (Agg canvas); ``figsize``
+    defaults to a square that grows with the class count."""
     counts = matrix.double()
     norm = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     n = counts.shape[0]
     side = min(20.0, 3.0 + 0.35 * n)
-    fig = Figure(figsize=(side, side))
+    fig = Figure(figsize=tuple(figsize) if figsize else (side, side))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     image = ax.imshow(norm.numpy(), vmin=0.0, vmax=1.0, cmap="Blues")
@@ -83,6 +93,4 @@ def plot_confusion_matrix(matrix: torch.Tensor, out_path: str, class_names: Opti
                     ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=7,
                             color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()
-    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
-    fig.savefig(out_path, dpi=100)
-    return out_path
+    return fig
