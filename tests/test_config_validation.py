@@ -52,6 +52,7 @@ def test_defaults_are_valid():
         ({"TRAIN__CHECKPOINT_TYPE": "tf"}, "TRAIN.CHECKPOINT_TYPE"),
         ({"TRAIN__NONFINITE_GRAD": "ignore"}, "TRAIN.NONFINITE_GRAD"),
         ({"TRAIN__NONFINITE_GRAD_MAX_SKIPS": -1}, "TRAIN.NONFINITE_GRAD_MAX_SKIPS"),
+        ({"TRAIN__PREEMPT_SIGNALS": ["SIGKILL"]}, "TRAIN.PREEMPT_SIGNALS"),  # cannot be handled
     ],
 )
 def test_impossible_values_name_the_key(overrides, key):

@@ -38,13 +38,40 @@ def test_layout_keys_and_weights_only_load(tmp_path):
     net, opt = _trained()
     path = ck.save_checkpoint(str(tmp_path), net, opt, 4, cfg, multigrid_phase=2)
     assert path == os.path.join(str(tmp_path), "checkpoints", "checkpoint_epoch_00005.pyth")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = ck.read_checkpoint(path)  # the runtime's reader: weights_only (test_malicious_pickle_... below)
     assert {"epoch", "model_state", "optimizer_state", "cfg", "rng_state", "multigrid_phase"} <= set(state)
     assert "scaler_state" not in state  # only with TRAIN.MIXED_PRECISION
     assert state["epoch"] == 4 and state["multigrid_phase"] == 2
     assert isinstance(state["cfg"], str) and "BASE_LR" in state["cfg"]
     torch.testing.assert_close(state["model_state"]["head.weight"], net.head.weight)
     assert [p for p in os.listdir(os.path.dirname(path)) if not p.endswith(".pyth")] == []  # no temp files left
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling calls open(marker, "w"): the marker file appears if pickled code runs
+        return open, (self.marker, "w")
+
+
+def test_malicious_pickle_is_never_executed_by_the_readers(tmp_path, caplog):
+    marker = str(tmp_path / "the_pickle_ran")
+    path = ck.checkpoint_path(str(tmp_path), 0)
+    os.makedirs(os.path.dirname(path))
+    torch.save({"epoch": 0, "model_state": {"w": torch.zeros(1)}, "extra": _RunsCode(marker)}, path)
+    assert not os.path.exists(marker)
+    with pytest.raises(Exception):
+        ck.read_checkpoint(path)
+    with pytest.raises(ck.CheckpointError, match="refused: .*io.open"):
+        ck.open_checkpoint(path)
+    with caplog.at_level(logging.WARNING):  # auto-resume / testing skip it with a warning
+        assert ck.last_intact_checkpoint(str(tmp_path)) == (None, None)
+    assert "Skipping unreadable checkpoint" in caplog.text
+    assert not os.path.exists(marker), "a checkpoint reader ran the code in the pickle"
+    with open(path, "rb") as f:  # the control: an unrestricted load does run it
+        torch.load(f, weights_only=False)
+    assert os.path.exists(marker)
 
 
 def test_interrupted_write_leaves_no_file(tmp_path, monkeypatch):

@@ -10,7 +10,9 @@ import os
 import pytest
 
 import fault_files
+from mtnet_plugin.config import ConfigError
 from mtnet_plugin.data import kinetics, video_list
+from mtnet_plugin.engine.checkpoint import CheckpointError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,12 +25,16 @@ def run_net():
     return module
 
 
+class DataReadTooEarly(Exception):
+    """A video list was read before the config or checkpoint was rejected (not an error the tests expect)."""
+
+
 @pytest.fixture
 def no_data_reads(monkeypatch):
     """Any attempt to read a video list fails the test."""
 
     def forbidden(*args, **kwargs):
-        raise AssertionError(f"a video list was read before the config was rejected: {args}")
+        raise DataReadTooEarly(f"a video list was read before the config was rejected: {args}")
 
     monkeypatch.setattr(video_list, "read_video_list", forbidden)
     monkeypatch.setattr(kinetics, "read_video_list", forbidden)
@@ -47,7 +53,7 @@ def _start(run_net, tmp_path, opts=(), **sections):
         else:
             cfg_dict[node] = values
     path = fault_files.write_yaml(str(tmp_path / "bad.yaml"), cfg_dict)
-    with pytest.raises(Exception) as err:
+    with pytest.raises(ConfigError) as err:  # not DataReadTooEarly, not a crash of another kind
         run_net.main(["--cfg", path] + (["--opts", *opts] if opts else []))
     assert not os.path.exists(out), "OUTPUT_DIR was created before the config was rejected"
     return err.value, path, out
@@ -120,7 +126,8 @@ def test_impossible_mtnet_value_is_named_before_any_data_is_read(run_net, tmp_pa
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    """A real checkpoint of the tiny X3D, the same cut to 5000 bytes, a text file, and one of another model."""
+    """A real checkpoint of the tiny X3D, the same cut to 5000 bytes, a text file, one of another model, and a
+    pickle that runs code when unpickled (its ``__reduce__`` creates the file ``paths["marker"]``)."""
     import torch
 
     from mtnet_plugin.config import load_config
@@ -140,7 +147,21 @@ def checkpoints(tmp_path_factory):
     other = torch.nn.Sequential(torch.nn.Conv3d(3, 5, 1), torch.nn.Linear(5, 7))  # matches none of X3D's tensors
     paths["other_model"] = save_checkpoint(str(folder / "other"), other,
                                            torch.optim.SGD(other.parameters(), lr=0.1), 0, cfg)
+    paths["marker"] = str(folder / "the_pickle_ran")
+    paths["malicious"] = str(folder / "malicious.pyth")
+    torch.save({"epoch": 0, "model_state": _RunsCode(paths["marker"])}, paths["malicious"])
+    assert not os.path.exists(paths["marker"])
     return paths
+
+
+class _RunsCode:
+    """Unpickling this object calls ``open(marker, "w")``: the marker file appears if the loader runs pickled code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
 
 
 def _start_with_checkpoint(tmp_path, split, path):
@@ -156,7 +177,7 @@ def _start_with_checkpoint(tmp_path, split, path):
     cfg = load_config([fault_files.write_yaml(str(tmp_path / "c.yaml"), fault_files.tiny_cfg_dict(
         str(data), str(tmp_path / "out"), **sections))])
     cfg.freeze()
-    with pytest.raises(Exception) as err:  # with no_data_reads: reading a list first is an error too
+    with pytest.raises((FileNotFoundError, CheckpointError)) as err:  # not DataReadTooEarly
         (train if split == "TRAIN" else run_test)(cfg)
     return err.value
 
@@ -175,5 +196,15 @@ def test_unreadable_checkpoint_file_is_named_with_its_key_at_start(checkpoints, 
 @pytest.mark.parametrize("split", ["TRAIN", "TEST"])
 def test_checkpoint_of_another_model_is_refused_at_start(checkpoints, tmp_path, no_data_reads, split):
     err = _start_with_checkpoint(tmp_path, split, checkpoints["other_model"])
-    fault_files.expect_handled(not isinstance(err, AssertionError) and checkpoints["other_model"] in str(err),
+    fault_files.expect_handled(checkpoints["other_model"] in str(err),
                                f"no error naming the checkpoint before the data was read: {err!r}")
+
+
+@pytest.mark.parametrize("split", ["TRAIN", "TEST"])
+def test_checkpoint_that_is_a_malicious_pickle_is_refused_without_running_it(checkpoints, tmp_path, no_data_reads,
+                                                                            split):
+    err = _start_with_checkpoint(tmp_path, split, checkpoints["malicious"])
+    assert not os.path.exists(checkpoints["marker"]), "unpickling the checkpoint ran the code it carries"
+    message = str(err)
+    assert isinstance(err, CheckpointError) and checkpoints["malicious"] in message, message
+    assert f"{split}.CHECKPOINT_FILE_PATH" in message and "refused" in message and "io.open" in message, message

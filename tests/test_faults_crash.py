@@ -5,7 +5,9 @@ an exact point; the rerun (TRAIN.AUTO_RESUME) runs in this process. Each test is
 """
 import logging
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 
@@ -15,7 +17,9 @@ import torch
 import fault_files
 from mtnet_plugin.config import load_config
 from mtnet_plugin.engine import Trainer, TrainingDiverged, run, train
-from mtnet_plugin.engine.checkpoint import checkpoint_path, list_checkpoints, read_checkpoint
+from mtnet_plugin.engine.checkpoint import (RunLockedError, checkpoint_path, list_checkpoints, read_checkpoint,
+                                           release_run_lock)
+from mtnet_plugin.engine import evaluate
 from mtnet_plugin.engine.logs import read_json_stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -305,3 +309,107 @@ def test_disk_filling_up_during_the_run_stops_naming_the_checkpoint(data_dir, tm
     last = "\n".join(seen.splitlines()[-3:])
     fault_files.expect_handled(checkpoint_path(out, 0) in last or os.path.join(out, "checkpoints") in last,
                                "the error does not name the checkpoint it could not write:\n" + seen[-3000:])
+
+
+def test_foreign_checkpoint_names_are_never_resumed_or_tested(data_dir, tmp_path, caplog):
+    out = str(tmp_path / "out")
+    train(_frozen(_yaml(tmp_path, data_dir, out, SOLVER={"MAX_EPOCH": 2})))
+    folder = os.path.join(out, "checkpoints")
+    first = checkpoint_path(out, 0)
+    for name in ("pretrain_checkpoint_epoch_00030.pyth", "backup_of_checkpoint_epoch_00100.pyth",
+                 "checkpoint_epoch_00050.pyth.bak", "checkpoint_epoch_00060_old.pyth", "ssl_checkpoint_epoch_00070.pyth"):
+        shutil.copy(first, os.path.join(folder, name))  # a loadable checkpoint of this model, at a foreign name
+    cfg = _frozen(_yaml(tmp_path, data_dir, out, SOLVER={"MAX_EPOCH": 3}))
+    with caplog.at_level(logging.INFO):
+        train(cfg)
+    assert f"Resuming from {checkpoint_path(out, 1)}: epoch 2 done" in caplog.text
+    assert _train_epochs(out) == ["1/2", "2/2", "3/3"]
+    assert evaluate.test_checkpoint_source(cfg) == (checkpoint_path(out, 2), "")
+
+    # TASK names this run's files ({TASK}_checkpoint_epoch_NNNNN.pyth): it resumes and tests only those
+    caplog.clear()
+    cfg = _frozen(_yaml(tmp_path, data_dir, out, SOLVER={"MAX_EPOCH": 1}, TASK="ssl"))
+    with caplog.at_level(logging.INFO):
+        train(cfg)  # ssl_checkpoint_epoch_00070.pyth (a copy of epoch 1's) is this task's: nothing left to train
+    assert "Resuming from " + os.path.join(folder, "ssl_checkpoint_epoch_00070.pyth") in caplog.text
+    os.remove(os.path.join(folder, "ssl_checkpoint_epoch_00070.pyth"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        train(cfg)
+    assert "Resuming" not in caplog.text  # checkpoint_epoch_00003.pyth is another task's
+    assert evaluate.test_checkpoint_source(cfg) == (checkpoint_path(out, 0, "ssl"), "")
+    assert os.path.exists(os.path.join(folder, "ssl_checkpoint_epoch_00001.pyth"))
+
+
+HOLD_LOCK = """
+import sys, time
+from mtnet_plugin.engine.checkpoint import acquire_run_lock
+acquire_run_lock(sys.argv[1])
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_second_run_in_the_same_output_dir_is_refused_and_a_dead_runs_lock_taken_over(data_dir, tmp_path, caplog):
+    out = str(tmp_path / "out")
+    cfg = _frozen(_yaml(tmp_path, data_dir, out, SOLVER={"MAX_EPOCH": 1}))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, out], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError) as err:
+            train(cfg)
+        message = str(err.value)
+        assert f"process {holder.pid} on host {socket.gethostname()}" in message and "still running" in message
+        assert os.path.join(out, "run.lock") in message
+        assert not os.path.exists(os.path.join(out, "checkpoints")), "the refused run wrote into OUTPUT_DIR"
+    finally:
+        holder.kill()
+        holder.wait()
+    with caplog.at_level(logging.WARNING):
+        train(cfg)  # the holder was killed: its lock is stale
+    assert f"Taking over the run lock {os.path.join(out, 'run.lock')} of process {holder.pid}" in caplog.text
+    assert list_checkpoints(out) == [checkpoint_path(out, 0)]
+    assert not os.path.exists(os.path.join(out, "run.lock"))  # released at the end
+
+
+SLOW_WRITER = """
+import sys, time, torch
+from mtnet_plugin.engine import checkpoint as ck
+def slow_save(obj, f):
+    f.write(b"the first bytes")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(120)
+torch.save = slow_save
+ck.atomic_save({"a": 1}, sys.argv[1])
+"""
+
+
+def test_a_live_writers_temporary_checkpoint_is_not_removed_by_a_new_run(data_dir, tmp_path, caplog):
+    out = str(tmp_path / "out")
+    folder = os.path.join(out, "checkpoints")
+    os.makedirs(folder)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    leftovers = [f".tmp_{host}_{dead.pid}_{'0' * 32}.pyth.partial",  # a killed writer of this host: removed
+                 f".tmp_other-node_{os.getpid()}_{'1' * 32}.pyth.partial"]  # another host's: cannot tell, kept
+    for name in leftovers:
+        open(os.path.join(folder, name), "wb").close()
+    writer = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, os.path.join(folder, "checkpoint_epoch_00009.pyth")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        live = [n for n in os.listdir(folder) if n.startswith(f".tmp_{host}_{writer.pid}_")]
+        assert len(live) == 1
+        with caplog.at_level(logging.INFO):
+            trainer = Trainer(_frozen(_yaml(tmp_path, data_dir, out, SOLVER={"MAX_EPOCH": 1})))
+        release_run_lock(trainer.run_lock)
+        left = sorted(os.listdir(folder))
+        fault_files.expect_handled(live[0] in left, f"the live writer's {live[0]} was removed: {left}")
+        assert left == sorted(live + leftovers[1:])
+        assert f"Removed 1 partial checkpoint write(s) of an interrupted run in {folder}: {leftovers[0]}" in caplog.text
+        assert writer.poll() is None
+    finally:
+        writer.kill()
+        writer.wait()

@@ -5,12 +5,15 @@
     torchrun --nproc_per_node 2 tools/run_net.py --cfg my.yaml --opts NUM_GPUS 0 DATA_LOADER.NUM_WORKERS 2
     python tools/run_net.py --cfg my.yaml --init_method tcp://host0:9999 --num_shards 2 --shard_id 0
 
-Each ``--cfg`` file is run in turn: training when ``TRAIN.ENABLE``, then testing when ``TEST.ENABLE``.
+Each ``--cfg`` file is run in turn: training when ``TRAIN.ENABLE``, then testing when ``TEST.ENABLE``. A run
+stopped by SIGTERM (``TRAIN.PREEMPT_SIGNALS``) writes a mid-epoch checkpoint and exits with status 128 + the signal's
+number (143 for SIGTERM); rerunning the same command continues from there.
 """
 import argparse
+import logging
 import sys
 
-from mtnet_plugin.engine import build_run_cfg, run
+from mtnet_plugin.engine import Preempted, build_run_cfg, run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,7 +33,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     for path in args.cfg_files:
-        run(build_run_cfg(path, args.opts, args.num_shards, args.shard_id), init_method=args.init_method)
+        try:
+            run(build_run_cfg(path, args.opts, args.num_shards, args.shard_id), init_method=args.init_method)
+        except Preempted as stopped:
+            logging.getLogger("run_net").error("%s", stopped)
+            sys.exit(stopped.exit_code)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ def _add_train(cfg: CfgNode) -> None:
     cfg.TRAIN.NONFINITE_GRAD = "stop"
     # [mtnet_plugin] With NONFINITE_GRAD "skip": more skipped steps than this in one epoch stop training.
     cfg.TRAIN.NONFINITE_GRAD_MAX_SKIPS = 10
+    # [mtnet_plugin] Signals that stop training after the current iteration with a mid-epoch checkpoint (preemption;
+    # add "SIGUSR1" for SLURM's --signal). [] keeps Python's default handling.
+    cfg.TRAIN.PREEMPT_SIGNALS = ["SIGTERM"]
     # Dataset name (the Kinetics-style csv list dataset is "kinetics").
     cfg.TRAIN.DATASET = "kinetics"
     # Clips per machine per iteration; each of the NUM_GPUS processes gets BATCH_SIZE / NUM_GPUS.

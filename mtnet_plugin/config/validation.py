@@ -84,9 +84,19 @@ def _check_runtime(cfg: CfgNode, check_devices: bool) -> None:
     _choice(cfg, "TRAIN.CHECKPOINT_TYPE", _CHECKPOINT_TYPES)
     _choice(cfg, "TRAIN.NONFINITE_GRAD", ("stop", "skip"))
     _int(cfg, "TRAIN.NONFINITE_GRAD_MAX_SKIPS", 0)
+    _check_signals(cfg, "TRAIN.PREEMPT_SIGNALS")
     _choice(cfg, "TEST.CHECKPOINT_TYPE", _CHECKPOINT_TYPES)
     if cfg.BN.USE_PRECISE_STATS:
         _int(cfg, "BN.NUM_BATCHES_PRECISE", 0)
+
+
+def _check_signals(cfg: CfgNode, key: str) -> None:
+    import signal
+
+    names = _get(cfg, key)
+    allowed = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGHUP", "SIGCONT", "SIGXCPU")
+    if not isinstance(names, (list, tuple)) or any(n not in allowed or not hasattr(signal, n) for n in names):
+        _fail(key, names, f"must list signal names out of {list(allowed)}")
 
 
 def _check_data(cfg: CfgNode) -> None:

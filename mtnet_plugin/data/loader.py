@@ -7,10 +7,12 @@ batch; val and test keep order and every sample. Under an initialised process gr
 so every rank gets the same count, which the test harness sees as extra views). When a loader worker dies
 (an FFmpeg crash, an out-of-memory kill), the loader's error names the video that worker was loading.
 """
+import functools
 import logging
 import os
 import re
 import shutil
+import signal
 import tempfile
 import weakref
 from typing import Any, Dict, Iterator, List, Optional
@@ -18,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import torch
 import torch.distributed as dist
 from fvcore.common.config import CfgNode
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
 from .kinetics import KineticsDataset
 from .short_cycle import ShortCycleBatchSampler
@@ -104,8 +106,18 @@ def name_dead_worker(loader: DataLoader, error: BaseException) -> BaseException:
                         f"out-of-memory kill on that video; check it with tools/check_videos.py)")
 
 
+def _ignore_signals(names, worker_id: int) -> None:
+    """Worker start: ignore the signals the trainer handles (``TRAIN.PREEMPT_SIGNALS``). SLURM sends them to every
+    process of a job; a worker must not die of one while the main process finishes its iteration and checkpoints.
+    A worker still ends with its loader, or when the main process is gone (PyTorch's watchdog)."""
+    for name in names:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
 def build_loader(cfg: CfgNode, split: str, *, is_precise_bn: bool = False) -> DataLoader:
     """A DataLoader of collated sample dicts for ``split`` (see :func:`collate`).
+
+    Workers ignore the signals of ``TRAIN.PREEMPT_SIGNALS`` (:func:`_ignore_signals`).
 
     Args:
         cfg: the run's (phase's) config.
@@ -130,6 +142,7 @@ def build_loader(cfg: CfgNode, split: str, *, is_precise_bn: bool = False) -> Da
         pin_memory=bool(cfg.DATA_LOADER.PIN_MEMORY) and torch.cuda.is_available(),
         collate_fn=collate,
         persistent_workers=False,
+        worker_init_fn=functools.partial(_ignore_signals, tuple(cfg.TRAIN.get("PREEMPT_SIGNALS", ()))),
     )
     if train and cfg.MULTIGRID.SHORT_CYCLE and not is_precise_bn:
         batch_sampler = ShortCycleBatchSampler(sampler, batch_size, True, int(cfg.DATA.TRAIN_CROP_SIZE),
@@ -147,6 +160,36 @@ def shuffle_loader(loader: DataLoader, epoch: int) -> None:
     inner = getattr(loader.batch_sampler, "sampler", None)
     if hasattr(inner, "set_epoch"):
         inner.set_epoch(epoch)
+
+
+class _SkipFirstBatches(Sampler):
+    """The batches of ``batch_sampler`` after its first ``count``, which are drawn (same order) but never loaded."""
+
+    def __init__(self, batch_sampler, count: int):
+        self.batch_sampler, self.count = batch_sampler, count
+
+    def __iter__(self):
+        batches = iter(self.batch_sampler)
+        for _ in range(self.count):
+            if next(batches, None) is None:
+                return
+        yield from batches
+
+    def __len__(self) -> int:
+        return max(0, len(self.batch_sampler) - self.count)
+
+
+def skip_batches(loader: DataLoader, count: int) -> DataLoader:
+    """A loader of ``loader``'s dataset that yields its batches after the first ``count``.
+
+    The skipped batches' indices are drawn from ``loader``'s batch sampler, so the remaining batches are the ones
+    ``loader`` would yield from the same RNG state, but their videos are never decoded (resuming inside an epoch).
+    """
+    out = NamingDataLoader(loader.dataset, batch_sampler=_SkipFirstBatches(loader.batch_sampler, count),
+                           num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                           worker_init_fn=loader.worker_init_fn, persistent_workers=False)
+    out.breadcrumb_dir = getattr(loader, "breadcrumb_dir", None)  # shared with ``loader``, which removes it
+    return out
 
 
 def collate(samples: List[Dict[str, Any]]) -> Dict[str, Any]:

@@ -11,10 +11,11 @@ from .lr_policy import get_lr_at_epoch
 from .multigrid import MultigridSchedule
 from .optim import construct_optimizer
 from .runner import build_run_cfg, run
-from .trainer import Trainer, TrainingDiverged, train
+from .trainer import Preempted, Trainer, TrainingDiverged, train
 
 __all__ = [
     "MultigridSchedule",
+    "Preempted",
     "Trainer",
     "TrainingDiverged",
     "build_run_cfg",

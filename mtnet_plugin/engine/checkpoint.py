@@ -1,25 +1,38 @@
 """Checkpoints in PySlowFast's layout (facts §8), written atomically and resumable.
 
-Layout: ``OUTPUT_DIR/checkpoints/[{TASK}_]checkpoint_epoch_{epoch + 1:05d}.pyth``, a dict with PySlowFast's keys
+Layout: ``OUTPUT_DIR/checkpoints/[{TASK}_]checkpoint_epoch_{epoch + 1:05d}.pyth``, PySlowFast's names; auto-resume
+and testing consider only names of exactly this form for the run's ``TASK`` (``backup_of_checkpoint_epoch_00100.pyth``
+or another task's files in the folder are never picked). A run stopped by a signal inside an epoch (preemption)
+writes ``..._epoch_{epoch + 1:05d}_iter_{iterations done:05d}.pyth``, which only auto-resume reads. Each is a dict
+with PySlowFast's keys
 ``epoch`` (0-based, the epoch just finished), ``model_state``, ``optimizer_state``, ``cfg`` (YAML text) and
 ``scaler_state`` (when ``TRAIN.MIXED_PRECISION``), plus our keys ``rng_state`` (torch / CUDA / numpy / python
 generators as tensors and numbers) and ``multigrid_phase``. Everything is a tensor, number, string or a container
 of those, so files load with ``torch.load(weights_only=True)`` — ours, and PySlowFast's.
 
-A write goes to a temporary file in the same directory, is flushed and fsynced, then renamed over the target
-(``os.replace``), so a crash never leaves a truncated ``.pyth``. Auto-resume still checks each candidate and skips
-one that does not load (e.g. truncated by a disk problem), with a warning.
+A write goes to a temporary file in the same directory (``.tmp_HOST_PID_*.pyth.partial``), is flushed and fsynced,
+then renamed over the target (``os.replace``), so a crash never leaves a truncated ``.pyth``. A new run removes the
+temporary files whose writer process is gone from this host, never a live writer's. Auto-resume still checks each
+candidate and skips one that does not load (e.g. truncated by a disk problem), with a warning.
+
+One live training run per OUTPUT_DIR: the main rank holds ``OUTPUT_DIR/run.lock`` (pid, host, start time) while it
+trains (:func:`acquire_run_lock`); a second run stops at start naming the holder, and a lock left by a killed run is
+taken over with a warning.
 
 A checkpoint the config names (``TRAIN/TEST.CHECKPOINT_FILE_PATH``) that cannot be read, is not a checkpoint, or
 matches none of the model's tensors is an error naming the file and the key (:class:`CheckpointError`), raised at
 start; a partial match (a new head for fine-tuning) loads with warnings, as in PySlowFast.
 """
 import errno
+import json
 import logging
 import os
+import pickle
 import random
 import re
 import shutil
+import socket
+import time
 import uuid
 from typing import Optional, Tuple
 
@@ -29,26 +42,61 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-_NAME = re.compile(r"checkpoint_epoch_(\d+)\.pyth$")
-
-
 def checkpoint_dir(output_dir: str) -> str:
     """``OUTPUT_DIR/checkpoints``."""
     return os.path.join(output_dir, "checkpoints")
 
 
-def checkpoint_path(output_dir: str, cur_epoch: int, task: str = "") -> str:
-    """Path of the checkpoint saved after 0-based epoch ``cur_epoch`` (its name holds ``cur_epoch + 1``)."""
-    name = f"checkpoint_epoch_{cur_epoch + 1:05d}.pyth"
+def checkpoint_path(output_dir: str, cur_epoch: int, task: str = "", iters_done: Optional[int] = None) -> str:
+    """Path of the checkpoint saved after 0-based epoch ``cur_epoch`` (its name holds ``cur_epoch + 1``).
+
+    With ``iters_done``: the checkpoint written when a run is stopped (preempted) inside 0-based epoch
+    ``cur_epoch`` after ``iters_done`` of its iterations, ``[TASK_]checkpoint_epoch_{cur_epoch + 1:05d}_iter_
+    {iters_done:05d}.pyth``.
+    """
+    name = f"checkpoint_epoch_{cur_epoch + 1:05d}"
+    if iters_done is not None:
+        name += f"_iter_{iters_done:05d}"
+    name += ".pyth"
     return os.path.join(checkpoint_dir(output_dir), f"{task}_{name}" if task else name)
 
 
-def list_checkpoints(output_dir: str) -> "list[str]":
-    """Checkpoint files in ``OUTPUT_DIR/checkpoints``, oldest first (by the epoch in the name)."""
+def _name_pattern(task: str) -> "re.Pattern":
+    """This run's checkpoint names, exactly: ``[TASK_]checkpoint_epoch_NNNNN[_iter_NNNNN].pyth``."""
+    prefix = re.escape(f"{task}_") if task else ""
+    return re.compile(rf"{prefix}checkpoint_epoch_(\d{{5,}})(?:_iter_(\d{{5,}}))?\.pyth")
+
+
+def checkpoint_position(path: str, task: str = "") -> Optional[Tuple[int, int]]:
+    """``(epochs done, iterations done in the next epoch)`` that a checkpoint name of this run records.
+
+    ``checkpoint_epoch_00003.pyth`` is ``(3, 0)``; ``checkpoint_epoch_00003_iter_00017.pyth`` (stopped inside the
+    third epoch) is ``(2, 17)``. None for any other name (another task's, ``backup_of_checkpoint_epoch_...``).
+    """
+    match = _name_pattern(task).fullmatch(os.path.basename(path))
+    if not match:
+        return None
+    epoch, iters = int(match.group(1)), match.group(2)
+    return (epoch, 0) if iters is None else (epoch - 1, int(iters))
+
+
+def list_checkpoints(output_dir: str, task: str = "", mid_epoch: bool = False) -> "list[str]":
+    """This run's checkpoint files in ``OUTPUT_DIR/checkpoints``, oldest first (by the position in the name).
+
+    Only names :func:`checkpoint_path` writes for ``task`` (``TASK``) count; other files in the folder
+    (``pretrain_checkpoint_epoch_00030.pyth``, a renamed backup) are never resumed from or tested.
+
+    Args:
+        mid_epoch: also list checkpoints written inside an epoch (a preempted run's; :func:`checkpoint_path`).
+    """
     folder = checkpoint_dir(output_dir)
     if not os.path.isdir(folder):
         return []
-    found = [(int(m.group(1)), name) for name in os.listdir(folder) if (m := _NAME.search(name))]
+    found = []
+    for name in os.listdir(folder):
+        position = checkpoint_position(name, task)
+        if position is not None and (mid_epoch or position[1] == 0):
+            found.append((position, name))
     return [os.path.join(folder, name) for _, name in sorted(found)]
 
 
@@ -81,6 +129,13 @@ def open_checkpoint(path: str, key: str = "") -> dict:
         ckpt = read_checkpoint(path)
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, f"{key + ': ' if key else ''}no such checkpoint file", path) from None
+    except pickle.UnpicklingError as err:
+        unsafe = re.search(r"Unsupported global: GLOBAL [\w.]+|Unsupported operand \d+", str(err))
+        raise CheckpointError(
+            f"{_named(path, key)}: refused: it holds pickled Python objects other than tensors, numbers and strings"
+            f"{' (' + unsafe.group(0) + ')' if unsafe else ''}, which could run code when loaded; checkpoints are "
+            "read with torch.load(weights_only=True). Re-save the weights from a trusted source as a plain dict of "
+            "tensors") from err
     except Exception as err:
         raise CheckpointError(f"{_named(path, key)}: cannot read a checkpoint ({type(err).__name__}: {err}); "
                               "is the file complete, and a PyTorch .pyth?") from err
@@ -89,13 +144,15 @@ def open_checkpoint(path: str, key: str = "") -> dict:
     return ckpt
 
 
-def last_intact_checkpoint(output_dir: str) -> Tuple[Optional[str], Optional[dict]]:
-    """Newest checkpoint that loads and holds ``model_state``; broken ones are skipped with a warning.
+def last_intact_checkpoint(output_dir: str, task: str = "", mid_epoch: bool = False
+                           ) -> Tuple[Optional[str], Optional[dict]]:
+    """Newest of this run's checkpoints (:func:`list_checkpoints`) that loads and holds ``model_state``; broken ones
+    are skipped with a warning.
 
     Returns:
         ``(path, checkpoint dict)``, or ``(None, None)`` when there is none.
     """
-    for path in reversed(list_checkpoints(output_dir)):
+    for path in reversed(list_checkpoints(output_dir, task, mid_epoch)):
         try:
             ckpt = read_checkpoint(path)
         except Exception as err:  # truncated / corrupt file: fall back to an older one
@@ -145,6 +202,7 @@ def set_rng_state(state: dict) -> None:
 
 
 _PARTIAL_PREFIX, _PARTIAL_SUFFIX = ".tmp_", ".pyth.partial"
+_HOST = socket.gethostname().replace("/", "-")
 
 
 def atomic_save(obj, path: str, hint: str = "") -> None:
@@ -162,7 +220,7 @@ def atomic_save(obj, path: str, hint: str = "") -> None:
             folder and ``hint`` (faults-found #10). Nothing is left behind.
     """
     folder = os.path.dirname(path) or "."
-    tmp = os.path.join(folder, f"{_PARTIAL_PREFIX}{os.getpid()}_{uuid.uuid4().hex}{_PARTIAL_SUFFIX}")
+    tmp = os.path.join(folder, f"{_PARTIAL_PREFIX}{_HOST}_{os.getpid()}_{uuid.uuid4().hex}{_PARTIAL_SUFFIX}")
     try:
         os.makedirs(folder, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -199,20 +257,146 @@ def _write_error(err: Exception, path: str, folder: str, hint: str) -> OSError:
     return OSError(code, message, path)
 
 
+def _partial_writer(name: str) -> Optional[Tuple[str, int]]:
+    """``(host, pid)`` of the process writing temporary file ``name`` (host ``""`` in the older ``.tmp_PID_*``
+    names), or None when ``name`` is not one of :func:`atomic_save`'s temporary files."""
+    if not (name.startswith(_PARTIAL_PREFIX) and name.endswith(_PARTIAL_SUFFIX)):
+        return None
+    parts = name[len(_PARTIAL_PREFIX):-len(_PARTIAL_SUFFIX)].rsplit("_", 2)
+    if len(parts) == 2:
+        parts = [""] + parts
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def _pid_start_time(pid: int) -> Optional[str]:
+    """The start time of process ``pid`` in clock ticks since boot (``/proc/PID/stat``), None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_alive(pid: int, start_time: Optional[str] = None) -> bool:
+    """Whether process ``pid`` of this host runs (and, given ``start_time``, is the same process, not a reused pid)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        pass
+    if start_time is not None:
+        current = _pid_start_time(pid)
+        return current is None or current == start_time
+    return True
+
+
 def remove_partial_writes(output_dir: str) -> "list[str]":
-    """Delete temporary files left by checkpoint writes that were killed (call before this run writes any)."""
+    """Delete temporary files left by checkpoint writes that were killed (call before this run writes any).
+
+    A temporary file is removed only when its name's writer (host and pid) is a process of this host that is gone;
+    a live writer's file (another run, or this one) and another host's are left alone.
+    """
     folder = checkpoint_dir(output_dir)
     if not os.path.isdir(folder):
         return []
-    removed = []
+    removed, kept = [], []
     for name in sorted(os.listdir(folder)):
-        if name.startswith(_PARTIAL_PREFIX) and name.endswith(_PARTIAL_SUFFIX):
-            os.remove(os.path.join(folder, name))
+        writer = _partial_writer(name)
+        if writer is None:
+            continue
+        host, pid = writer
+        if host in ("", _HOST) and not process_alive(pid):
+            try:
+                os.remove(os.path.join(folder, name))
+            except FileNotFoundError:  # its writer's run removed it meanwhile
+                continue
             removed.append(name)
+        else:
+            kept.append(name)
     if removed:
         logger.warning("Removed %d partial checkpoint write(s) of an interrupted run in %s: %s", len(removed),
                        folder, ", ".join(removed))
+    if kept:
+        logger.info("Left %d temporary checkpoint file(s) of running processes (or of other hosts) in %s: %s",
+                    len(kept), folder, ", ".join(kept))
     return removed
+
+
+RUN_LOCK_FILE = "run.lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another live run holds ``OUTPUT_DIR/run.lock``: two runs must not share an OUTPUT_DIR."""
+
+
+def _read_lock(path: str) -> Optional[dict]:
+    try:
+        with open(path) as f:
+            holder = json.load(f)
+        return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
+    except (OSError, ValueError):
+        return None
+
+
+def acquire_run_lock(output_dir: str) -> str:
+    """Claim ``OUTPUT_DIR/run.lock`` for this process (call on the main rank before the run writes anything).
+
+    The file holds the holder's pid, host, process start time and start date. A lock of this process is kept; a
+    lock whose process is gone from this host (a killed run) is taken over with a warning; an unreadable lock
+    (killed while writing it) too.
+
+    Returns:
+        The lock file, for :func:`release_run_lock`.
+
+    Raises:
+        RunLockedError: a live process of this host, or any process of another host, holds the lock; the message
+            names it and says what to do.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, RUN_LOCK_FILE)
+    me = {"pid": os.getpid(), "host": _HOST, "start_time": _pid_start_time(os.getpid()),
+          "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if holder is not None and (holder["pid"], holder.get("host")) == (me["pid"], me["host"]):
+                return path
+            if holder is not None:
+                who = f"process {holder['pid']} on host {holder.get('host')} (since {holder.get('since')})"
+                if holder.get("host") != _HOST:
+                    raise RunLockedError(
+                        f"OUTPUT_DIR {output_dir} is in use by {who}, lock file {path}: two runs must not share an "
+                        f"OUTPUT_DIR. Choose another OUTPUT_DIR, or delete {path} if that run is no longer running")
+                if process_alive(holder["pid"], holder.get("start_time")):
+                    raise RunLockedError(
+                        f"OUTPUT_DIR {output_dir} is in use by {who}, which is still running (lock file {path}): "
+                        f"two runs must not share an OUTPUT_DIR. Wait for it, stop it, or choose another OUTPUT_DIR")
+                logger.warning("Taking over the run lock %s of %s, which is no longer running", path, who)
+            else:
+                logger.warning("Taking over the unreadable run lock %s (a run killed while writing it)", path)
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        return path
+    raise RunLockedError(f"OUTPUT_DIR {output_dir}: could not take the run lock {path} (other runs start there)")
+
+
+def release_run_lock(path: Optional[str]) -> None:
+    """Remove the lock file when this process holds it."""
+    if path and (_read_lock(path) or {}).get("pid") == os.getpid():
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
 
 
 def ensure_room_for_checkpoints(output_dir: str, model: nn.Module, cfg) -> int:
@@ -250,14 +434,22 @@ def save_checkpoint(
     cfg,
     scaler=None,
     multigrid_phase: Optional[int] = None,
+    iters_done: Optional[int] = None,
+    epoch_start_rng: Optional[torch.Tensor] = None,
 ) -> str:
     """Write the checkpoint of 0-based epoch ``cur_epoch``; call it on the main rank only.
+
+    With ``iters_done`` the run stops inside epoch ``cur_epoch`` (preemption): the file is named by
+    :func:`checkpoint_path` with ``iters_done``, its ``epoch`` is ``cur_epoch - 1`` (the last complete epoch, what
+    PySlowFast reads), ``iters_done`` records how many iterations of ``cur_epoch`` are done and ``epoch_start_rng``
+    the torch RNG state the epoch's data order was drawn from. A checkpoint of a complete epoch removes this run's
+    older mid-epoch checkpoints.
 
     Returns:
         The file written.
     """
     state = {
-        "epoch": int(cur_epoch),
+        "epoch": int(cur_epoch if iters_done is None else cur_epoch - 1),
         "model_state": unwrap(model).state_dict(),
         "optimizer_state": optimizer.state_dict(),
         "cfg": cfg.dump(),
@@ -267,10 +459,20 @@ def save_checkpoint(
         state["scaler_state"] = scaler.state_dict()
     if multigrid_phase is not None:
         state["multigrid_phase"] = int(multigrid_phase)
-    path = checkpoint_path(output_dir, cur_epoch, cfg.get("TASK", ""))
+    if iters_done is not None:
+        state["iters_done"] = int(iters_done)
+        if epoch_start_rng is not None:
+            state["epoch_start_rng"] = epoch_start_rng
+    task = cfg.get("TASK", "")
+    path = checkpoint_path(output_dir, cur_epoch, task, iters_done)
     atomic_save(state, path, hint=f"free space there and rerun: with TRAIN.AUTO_RESUME True the run continues from "
                                   f"the newest checkpoint in {checkpoint_dir(output_dir)}")
     logger.info("Saved checkpoint %s", path)
+    if iters_done is None:
+        for old in list_checkpoints(output_dir, task, mid_epoch=True):
+            if checkpoint_position(old, task)[1] and checkpoint_position(old, task) < (cur_epoch + 1, 0):
+                os.remove(old)
+                logger.info("Removed the mid-epoch checkpoint %s: %s is newer", old, path)
     return path
 
 

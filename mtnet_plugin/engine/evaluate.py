@@ -196,7 +196,7 @@ def test_checkpoint_source(cfg) -> "tuple[Optional[str], str]":
     """
     if cfg.TEST.CHECKPOINT_FILE_PATH:
         return cfg.TEST.CHECKPOINT_FILE_PATH, "TEST.CHECKPOINT_FILE_PATH"
-    path, _ = last_intact_checkpoint(cfg.OUTPUT_DIR)
+    path, _ = last_intact_checkpoint(cfg.OUTPUT_DIR, cfg.TASK)  # this run's names only, complete epochs only
     if path:
         return path, ""
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:

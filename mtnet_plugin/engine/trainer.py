@@ -17,10 +17,21 @@ A finite loss can still give a NaN/inf gradient. Before every optimizer step the
 epoch's ``train_epoch`` stats (``nonfinite_grad_skips``, ``nonfinite_grad_iters``), and more than
 ``TRAIN.NONFINITE_GRAD_MAX_SKIPS`` skips in one epoch stop training. Under fp16 mixed precision the ``GradScaler``
 already skips such steps (it is how it calibrates its scale), so they are left to it and not counted.
+
+Preemption: a signal of ``TRAIN.PREEMPT_SIGNALS`` (default SIGTERM, what SLURM and Kubernetes send; add SIGUSR1 for
+SLURM's ``--signal``) lets the current iteration finish; then the main rank writes a mid-epoch checkpoint
+(``checkpoint_epoch_NNNNN_iter_NNNNN.pyth``: model, optimizer, RNG states, the iterations done and the RNG state
+the epoch's data order came from) and every rank raises :class:`Preempted` (``tools/run_net.py`` exits with status
+128 + the signal's number). With ``TRAIN.AUTO_RESUME`` the next run continues inside that epoch, at the next
+iteration, with the same remaining batches (their indices are redrawn, not their videos decoded).
+
+One live run per OUTPUT_DIR: the main rank holds ``OUTPUT_DIR/run.lock`` from start to end (``checkpoint.py``).
 """
 import logging
 import math
+import signal
 import statistics
+import threading
 import time
 from collections import deque
 from typing import Optional
@@ -30,9 +41,10 @@ import torch.nn.functional as F
 
 from mtnet_plugin import data as mt_data
 
-from .checkpoint import ensure_room_for_checkpoints, last_intact_checkpoint, load_checkpoint, remove_partial_writes
+from .checkpoint import (acquire_run_lock, ensure_room_for_checkpoints, last_intact_checkpoint, load_checkpoint,
+                         release_run_lock, remove_partial_writes, save_checkpoint)
 from .common import build_model_on_device, loader_cfg, save_config, set_seed, to_device
-from .distributed import all_reduce_mean, get_world_size, is_main_process
+from .distributed import all_reduce_mean, barrier, get_world_size, is_main_process
 from .hooks import default_hooks
 from .lr_policy import get_lr_at_epoch
 from .meters import TrainMeter, topk_errors
@@ -47,6 +59,15 @@ _LOSSES = {"cross_entropy": F.cross_entropy}
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN/inf or exploded; the message names the last good checkpoint."""
+
+
+class Preempted(Exception):
+    """A signal of ``TRAIN.PREEMPT_SIGNALS`` stopped training after a mid-epoch checkpoint; ``exit_code`` is
+    128 + the signal's number, as a shell reports a process that signal ended."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
 
 
 def amp_dtype_for(cfg, device: torch.device) -> Optional[torch.dtype]:
@@ -83,10 +104,19 @@ class Trainer:
             raise ValueError(f"MODEL.LOSS_FUNC {self.cfg.MODEL.LOSS_FUNC!r} not supported ({sorted(_LOSSES)})")
         self.loss_fn = _LOSSES[self.cfg.MODEL.LOSS_FUNC]
         self.last_checkpoint: Optional[str] = None
-        if is_main_process():
-            remove_partial_writes(self.output_dir)
-            ensure_room_for_checkpoints(self.output_dir, self.model, self.cfg)
-        self.start_epoch = self._resume()
+        self.run_lock = acquire_run_lock(self.output_dir) if is_main_process() else None
+        try:
+            if is_main_process():
+                remove_partial_writes(self.output_dir)
+                ensure_room_for_checkpoints(self.output_dir, self.model, self.cfg)
+            self.start_iter, self.resume_epoch_rng = 0, None
+            self.start_epoch = self._resume()
+        except BaseException:
+            release_run_lock(self.run_lock)
+            raise
+        self.stop_signal: Optional[int] = None  # set by the handler of TRAIN.PREEMPT_SIGNALS
+        self.stop_requested = False  # on every rank after the step in which any rank saw the signal
+        self.epoch_start_rng = None
         self.hooks = default_hooks(self.cfg) if hooks is None else hooks
         self.epoch = self.iter = 0
         self.iters_per_epoch = 1
@@ -104,11 +134,17 @@ class Trainer:
         """Auto-resume from the newest intact checkpoint, else TRAIN.CHECKPOINT_FILE_PATH; returns the start epoch."""
         cfg = self.cfg
         if cfg.TRAIN.AUTO_RESUME:
-            path, ckpt = last_intact_checkpoint(self.output_dir)
+            path, ckpt = last_intact_checkpoint(self.output_dir, cfg.TASK, mid_epoch=True)
             if path:
                 epoch = load_checkpoint(path, self.model, self.optimizer, self.scaler, restore_rng=True, ckpt=ckpt)
                 self.last_checkpoint = path
-                logger.info("Resuming from %s: epoch %d done, continuing at epoch %d", path, epoch + 1, epoch + 2)
+                self.start_iter = int(ckpt.get("iters_done", 0))
+                self.resume_epoch_rng = ckpt.get("epoch_start_rng")
+                if self.start_iter:
+                    logger.info("Resuming from %s: epoch %d stopped after %d iterations, continuing there", path,
+                                epoch + 2, self.start_iter)
+                else:
+                    logger.info("Resuming from %s: epoch %d done, continuing at epoch %d", path, epoch + 1, epoch + 2)
                 return epoch + 1
         if cfg.TRAIN.CHECKPOINT_FILE_PATH:
             if cfg.TRAIN.CHECKPOINT_TYPE != "pytorch" or cfg.TRAIN.CHECKPOINT_INFLATE:
@@ -158,7 +194,36 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------------- the loop
     def train(self) -> dict:
-        """Run epochs ``start_epoch .. MAX_EPOCH - 1``; returns a summary (paths and last stats)."""
+        """Run epochs ``start_epoch .. MAX_EPOCH - 1``; returns a summary (paths and last stats).
+
+        Raises:
+            TrainingDiverged: see :meth:`_check_loss` and :meth:`_skip_nonfinite_gradient`.
+            Preempted: a signal of ``TRAIN.PREEMPT_SIGNALS`` arrived; a mid-epoch checkpoint was written.
+        """
+        previous = self._install_signal_handlers()
+        try:
+            return self._train()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            release_run_lock(self.run_lock)
+
+    def _install_signal_handlers(self) -> dict:
+        """Handle ``TRAIN.PREEMPT_SIGNALS`` (main thread only); returns the handlers they replace."""
+        previous = {}
+
+        def on_signal(signum, frame):
+            self.stop_signal = signum
+            logger.warning("%s received: finishing this iteration, then writing a checkpoint and stopping",
+                           signal.Signals(signum).name)
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.cfg.TRAIN.PREEMPT_SIGNALS:
+                signum = getattr(signal, name)
+                previous[signum] = signal.signal(signum, on_signal)
+        return previous
+
+    def _train(self) -> dict:
         logger.info(
             "Training epochs %d..%d on %s x %d process(es); LR policy %s, base LR %g, LR at start %.6g",
             self.start_epoch + 1, self.max_epoch, self.device, get_world_size(), self.cfg.SOLVER.LR_POLICY,
@@ -176,12 +241,23 @@ class Trainer:
                 for module in self.model.modules():
                     if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                         module.eval()
+            skip = self.start_iter if self.epoch == self.start_epoch else 0
+            if skip and self.resume_epoch_rng is not None:  # the RNG state this epoch's data order was drawn from
+                torch.set_rng_state(self.resume_epoch_rng)
+            self.epoch_start_rng = torch.get_rng_state()
+            loader = mt_data.skip_batches(self.loader, skip) if skip else self.loader
             t_data = time.perf_counter()
-            with naming_worker_deaths(self.loader):  # a loader worker that died: name the video it was decoding
-                for self.iter, batch in enumerate(self.loader):
+            stopping = False
+            with naming_worker_deaths(loader):  # a loader worker that died: name the video it was decoding
+                for self.iter, batch in enumerate(loader, start=skip):
                     dt_data = time.perf_counter() - t_data
                     self.run_step(batch, dt_data)
+                    stopping = self.stop_requested or (self.stop_signal is not None and get_world_size() == 1)
+                    if stopping:
+                        break
                     t_data = time.perf_counter()
+            if stopping:
+                self._stop_for_preemption()
             for hook in self.hooks:
                 hook.after_epoch(self)
         for hook in self.hooks:
@@ -195,6 +271,24 @@ class Trainer:
             "curves_png": self.curves_png,
         }
 
+    def _stop_for_preemption(self) -> None:
+        """Write the mid-epoch checkpoint (main rank), then raise :class:`Preempted` on every rank."""
+        iters_done = self.iter + 1
+        path = None
+        if is_main_process():
+            path = save_checkpoint(self.output_dir, self.model, self.optimizer, self.epoch, self.cfg, self.scaler,
+                                   multigrid_phase=self.phase_index, iters_done=iters_done,
+                                   epoch_start_rng=self.epoch_start_rng)
+            self.last_checkpoint = path
+        barrier()
+        signum = self.stop_signal or signal.SIGTERM
+        where = f"epoch {self.epoch + 1}, iteration {iters_done}/{self.iters_per_epoch}"
+        raise Preempted(
+            f"Stopped by {signal.Signals(signum).name} after {where}. "
+            + (f"Checkpoint {path} holds that position; " if path else "The main rank wrote the checkpoint; ")
+            + ("rerun the same command to continue from there (TRAIN.AUTO_RESUME)." if self.cfg.TRAIN.AUTO_RESUME
+               else "set TRAIN.AUTO_RESUME True and rerun to continue from there."), signum)
+
     def run_step(self, batch: dict, dt_data: float = 0.0) -> None:
         """One iteration: forward, loss (checked), backward, optional clipping, step."""
         t_net = time.perf_counter()
@@ -205,7 +299,9 @@ class Trainer:
             logits = self.model(inputs)
         loss = self.loss_fn(logits.float(), labels)
         top1, top5 = topk_errors(logits.detach().float(), labels, (1, 5))
-        loss_value, top1, top5 = all_reduce_mean([loss.item(), top1, top5], self.device)
+        stop = float(self.stop_signal is not None)  # any rank's signal stops every rank after this step
+        loss_value, top1, top5, stop = all_reduce_mean([loss.item(), top1, top5, stop], self.device)
+        self.stop_requested = stop > 0
         self._check_loss(loss_value)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
