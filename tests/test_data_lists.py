@@ -209,7 +209,8 @@ def test_mit_golden(tmp_path, capsys):
            "validation/barking/yt-def_3.mp4")
     train = _write(tmp_path / "trainingSet.csv", "applauding/flickr-0-0-1.mp4,applauding,3,0\n"
                                                  "barking/yt-abc_12.mp4,barking,4,1\n")
-    val = _write(tmp_path / "validationSet.csv", "barking/yt-def_3.mp4,barking,4,0\napplauding/gone.mp4,applauding,3,0\n")
+    val = _write(tmp_path / "validationSet.csv",
+                 "barking/yt-def_3.mp4,barking,4,0\napplauding/gone.mp4,applauding,3,0\n")
     cats = _write(tmp_path / "moments_categories.txt", "applauding,0\nbarking,1\nzooming,2\n")
     out = tmp_path / "lists"
     code, stdout, _ = _run(["mit", "--csv", train, val, "--classes", cats, "--videos", str(root), "--out", str(out)],

@@ -5,6 +5,10 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
+from mtnet_plugin.config import get_cfg
+from mtnet_plugin.engine import distributed
 from mtnet_plugin.engine.checkpoint import list_checkpoints
 from mtnet_plugin.engine.logs import read_json_stats
 from test_engine_trainer import write_class_videos, write_tiny_yaml
@@ -64,3 +68,45 @@ def test_pyslowfast_shard_flags_without_torchrun(tmp_path, make_video):
     stats = read_json_stats(os.path.join(out, "json_stats.log"))
     assert [s["epoch"] for s in stats if s["_type"] == "train_epoch"] == ["1/1"]  # written by rank 0 only
     assert [os.path.basename(p) for p in list_checkpoints(out)] == ["checkpoint_epoch_00001.pyth"]
+
+
+@pytest.mark.parametrize("nodelist, hosts", [
+    ("node[01-03,07]", ["node01", "node02", "node03", "node07"]),
+    ("gpu-a[1-2],gpu-b3", ["gpu-a1", "gpu-a2", "gpu-b3"]),
+    ("rack[1-2]-n[8-9]", ["rack1-n8", "rack1-n9", "rack2-n8", "rack2-n9"]),
+    ("single", ["single"]),
+    ("n[098-101]", ["n098", "n099", "n100", "n101"]),
+])
+def test_slurm_nodelist_expansion(nodelist, hosts):
+    assert distributed.expand_nodelist(nodelist) == hosts
+
+
+def test_slurm_variables_become_the_process_layout(monkeypatch):
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE",
+                "MTNET_FROM_SLURM", "MTNET_IGNORE_SLURM"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "5")
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    monkeypatch.setenv("SLURM_JOB_ID", "123456")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[07-10]")
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "4")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2(x4)")
+    assert distributed.slurm_to_env()
+    env = {k: os.environ[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                                      "MASTER_PORT")}
+    assert env == {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
+                   "MASTER_ADDR": "gpu07", "MASTER_PORT": str(15000 + 123456 % 20000)}
+    assert distributed.launch_rank(get_cfg()) == 5
+    # the user's MASTER_ADDR / MASTER_PORT win
+    for key in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "MTNET_FROM_SLURM"):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.9")
+    monkeypatch.setenv("MASTER_PORT", "29511")
+    assert distributed.slurm_to_env() and (os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]) == (
+        "10.0.0.9", "29511")
+    # a single task, or the opt-out, is an ordinary process
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.delenv("MTNET_FROM_SLURM")
+    monkeypatch.setenv("MTNET_IGNORE_SLURM", "1")
+    assert not distributed.slurm_to_env() and "WORLD_SIZE" not in os.environ

@@ -2,7 +2,8 @@
 """Write train.csv / val.csv / test.csv and classes.txt for the runtime from a data set's official annotations.
 
     python tools/make_lists.py ucf101 --annotations ucfTrainTestlist --videos /data/UCF-101 --split 1 --out lists/ucf1
-    python tools/make_lists.py kinetics --csv k400/train.csv k400/validate.csv k400/test.csv --videos /data/k400 --out lists/k400
+    python tools/make_lists.py kinetics --csv k400/train.csv k400/validate.csv k400/test.csv \\
+        --videos /data/k400 --out lists/k400
     python tools/make_lists.py hacs --clips HACS_clips_v1.1.1.csv --videos /data/hacs --out lists/hacs
     python tools/make_lists.py mit --csv trainingSet.csv validationSet.csv --classes moments_categories.txt \\
         --videos /data/Moments_in_Time_Raw --out lists/mit

@@ -372,9 +372,11 @@ def read_folder(videos: str, val_fraction: float = 0.2) -> Lists:
     """``ROOT/class/*`` (a share of each class to val, every k-th file) or ``ROOT/{train,val,test}/class/*``."""
     if not os.path.isdir(videos):
         raise FileNotFoundError(f"video folder not found: {videos}")
-    split_dirs = {s: os.path.join(videos, s) for s in ("train", "val", "test") if os.path.isdir(os.path.join(videos, s))}
+    split_dirs = {s: os.path.join(videos, s) for s in ("train", "val", "test")
+                  if os.path.isdir(os.path.join(videos, s))}
     if "train" in split_dirs:
-        names = sorted(d for d in os.listdir(split_dirs["train"]) if os.path.isdir(os.path.join(split_dirs["train"], d)))
+        train_dir = split_dirs["train"]
+        names = sorted(d for d in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, d)))
         table = _class_table(names)
         out = Lists({"train": [], "val": [], "test": []}, names)
         for split, root in split_dirs.items():

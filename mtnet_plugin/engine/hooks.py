@@ -14,7 +14,7 @@ from mtnet_plugin import data as mt_data
 
 from .checkpoint import save_checkpoint, unwrap
 from .common import loader_cfg
-from .distributed import barrier, is_main_process
+from .distributed import is_main_process, run_on_main
 from .evaluate import predict, video_scores
 from .logs import log_json_stats
 from .lr_policy import get_lr_at_epoch
@@ -109,17 +109,16 @@ class PreciseBN(HookBase):
 
 
 class Checkpointer(HookBase):
-    """Saves ``checkpoint_epoch_{epoch+1:05d}.pyth`` on checkpoint epochs (main rank) and remembers it."""
+    """Saves ``checkpoint_epoch_{epoch+1:05d}.pyth`` on checkpoint epochs (rank 0 writes; every rank remembers it)."""
 
     def after_epoch(self, trainer) -> None:
         if not trainer.is_checkpoint_epoch(trainer.epoch):
             return
-        if is_main_process():
-            trainer.last_checkpoint = save_checkpoint(
-                trainer.output_dir, trainer.model, trainer.optimizer, trainer.epoch, trainer.cfg,
-                trainer.scaler, multigrid_phase=trainer.phase_index,
-            )
-        barrier()
+        # rank 0 writes; a failed write stops every rank with its error instead of leaving them in a barrier
+        trainer.last_checkpoint = run_on_main(lambda: save_checkpoint(
+            trainer.output_dir, trainer.model, trainer.optimizer, trainer.epoch, trainer.cfg,
+            trainer.scaler, multigrid_phase=trainer.phase_index,
+        ), "writing a checkpoint")
 
 
 class Evaluator(HookBase):
