@@ -10,12 +10,17 @@ by the number of decoded views, so the probabilities of a video add up to 1), ``
 A file that cannot be opened, or none of whose views decodes, gives ``{"video": path, "error": message}`` and the
 other files still run. Views that fail inside an otherwise readable file are left out of its average.
 
+``predict_windows(video, window=SEC, stride=SEC, ...)`` labels a long video over time: each window is a list
+entry with the segment ``[start_s, end_s)`` (``window_bounds``), so its clips (``views``, default one per window)
+are sampled inside the window by the same test-split code; ``engine/overlay.py`` draws the result on the video.
+
 Class names come from the first of: the ``class_names`` argument (a list, or a file), the file named by
 ``TENSORBOARD.CLASS_NAMES_PATH`` (PySlowFast's json ``{name: id}``, or a text file with one name per line in label
 order, as the synthetic dataset's ``classes.txt``), a ``class_names`` list stored in the checkpoint,
 ``DATA.PATH_TO_DATA_DIR/classes.txt``; otherwise the label is the class index as a string.
 """
 import logging
+import math
 import os
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -26,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, SequentialSampler
 
 from mtnet_plugin.config import load_config, validate_cfg
-from mtnet_plugin.data import KineticsDataset, VideoEntry, collate, probe_video
+from mtnet_plugin.data import KineticsDataset, VideoDecodeError, VideoEntry, collate, probe_video
 from mtnet_plugin.models import MODEL_REGISTRY, build_model, registered_names
 from mtnet_plugin.models.build import model_name_from_config
 
@@ -123,21 +128,47 @@ def load_trained_model(cfg: CfgNode, ckpt: dict, path: str = "checkpoint",
 class VideoFilesDataset(KineticsDataset):
     """The test split of ``KineticsDataset`` over explicit files instead of ``test.csv`` (labels are 0).
 
-    Every setting and all decoding code are the test split's own; only the list comes from ``paths``.
+    Every setting and all decoding code are the test split's own; only the list comes from ``paths`` (or from
+    ``entries``, e.g. one segment per time window of a long video).
 
     Args:
         cfg: the config (its ``TEST`` views and ``DATA`` sampling are used).
         paths: video files or iopath URIs.
+        entries: list entries instead of ``paths`` (``VideoEntry`` with optional ``start`` / ``end`` seconds).
     """
 
-    def __init__(self, cfg: CfgNode, paths: Sequence[str]):
-        entries = [VideoEntry(os.fspath(p), 0, f"argument {i}") for i, p in enumerate(paths)]
+    def __init__(self, cfg: CfgNode, paths: Sequence[str] = (), entries: Optional[Sequence[VideoEntry]] = None):
+        if entries is None:
+            entries = [VideoEntry(os.fspath(p), 0, f"argument {i}") for i, p in enumerate(paths)]
         super().__init__(cfg, "test", entries=entries)
 
 
 def _topk(scores: torch.Tensor, names: List[str], k: int) -> List[Dict[str, Any]]:
     top = scores.topk(min(k, scores.numel()))
     return [{"label": names[int(i)], "index": int(i), "prob": float(p)} for p, i in zip(top.values, top.indices)]
+
+
+def _score_entries(model: nn.Module, cfg: CfgNode, entries: Sequence[VideoEntry], device, batch_size: Optional[int],
+                   num_workers: Optional[int]) -> List[Tuple[Optional[torch.Tensor], int, str]]:
+    """``(probabilities or None, views, error)`` per entry: the test views through the model, combined with
+    ``DATA.ENSEMBLE_METHOD`` (``sum``: their mean, ``max``: element-wise maximum)."""
+    dataset = VideoFilesDataset(cfg, entries=entries)
+    loader = DataLoader(dataset, batch_size=batch_size or int(cfg.TEST.BATCH_SIZE),
+                        sampler=SequentialSampler(dataset), collate_fn=collate,
+                        num_workers=int(cfg.DATA_LOADER.NUM_WORKERS if num_workers is None else num_workers))
+    records = predict_views(model, loader, torch.device(device), int(cfg.LOG_PERIOD), "predict")
+    scores, _, scored, info = video_scores(records, int(cfg.MODEL.NUM_CLASSES), cfg.DATA.ENSEMBLE_METHOD,
+                                           len(entries))
+    row_of = {v: r for r, v in enumerate(scored)}
+    out = []
+    for v in range(len(entries)):
+        if v in row_of:
+            views = info[v]["views"]
+            out.append((scores[row_of[v]] / (views if cfg.DATA.ENSEMBLE_METHOD == "sum" else 1), views, ""))
+        else:
+            errors = "; ".join(sorted(set(e for e in info.get(v, {}).get("errors", []) if e))) or "no view decoded"
+            out.append((None, 0, errors))
+    return out
 
 
 @torch.no_grad()
@@ -159,24 +190,83 @@ def predict_files(model: nn.Module, cfg: CfgNode, videos: Sequence[str], class_n
             results[i] = {"video": path, "error": f"cannot decode {path}: {reason}"}
             logger.error("%s", results[i]["error"])
     if readable:
-        dataset = VideoFilesDataset(cfg, [videos[i] for i in readable])
-        loader = DataLoader(dataset, batch_size=batch_size or int(cfg.TEST.BATCH_SIZE),
-                            sampler=SequentialSampler(dataset), collate_fn=collate,
-                            num_workers=int(cfg.DATA_LOADER.NUM_WORKERS if num_workers is None else num_workers))
-        records = predict_views(model, loader, torch.device(device), int(cfg.LOG_PERIOD), "predict")
-        scores, _, scored, info = video_scores(records, int(cfg.MODEL.NUM_CLASSES), cfg.DATA.ENSEMBLE_METHOD,
-                                               len(readable))
-        row_of = {v: r for r, v in enumerate(scored)}
-        for v, i in enumerate(readable):
-            if v in row_of:
-                views = info[v]["views"]
-                probs = scores[row_of[v]] / (views if cfg.DATA.ENSEMBLE_METHOD == "sum" else 1)
+        entries = [VideoEntry(videos[i], 0, f"argument {i}") for i in readable]
+        for i, (probs, views, errors) in zip(readable, _score_entries(model, cfg, entries, device, batch_size,
+                                                                       num_workers)):
+            if probs is not None:
                 results[i] = {"video": videos[i], "topk": _topk(probs, class_names, topk), "views": views}
             else:
-                errors = "; ".join(sorted(set(e for e in info[v]["errors"] if e))) or "no view decoded"
                 results[i] = {"video": videos[i], "error": f"cannot decode {videos[i]}: {errors}"}
                 logger.error("%s", results[i]["error"])
     return results
+
+
+def window_bounds(duration: float, window: float, stride: float) -> List[Tuple[float, float]]:
+    """``(start_s, end_s)`` of the sliding windows over a video of ``duration`` seconds.
+
+    Windows start at ``0, stride, 2 stride, ...`` while they fit in the video; when the last one stops short of the
+    end, one more window ends exactly at the end. A video shorter than ``window`` is one window.
+
+    Raises:
+        ValueError: ``window`` or ``stride`` is not positive.
+    """
+    if not window > 0 or not stride > 0:
+        raise ValueError(f"window and stride must be positive seconds, got window={window}, stride={stride}")
+    if duration <= window:
+        return [(0.0, float(duration))]
+    count = int(math.floor((duration - window) / stride + 1e-9)) + 1
+    bounds = [(round(i * stride, 6), round(i * stride + window, 6)) for i in range(count)]
+    if bounds[-1][1] < duration - 1e-6:
+        bounds.append((round(duration - window, 6), round(float(duration), 6)))
+    return bounds
+
+
+@torch.no_grad()
+def predict_windows_with_model(model: nn.Module, cfg: CfgNode, video: str, class_names: List[str], *,
+                               window: float, stride: float, topk: int = 5,
+                               device: Union[str, torch.device] = "cpu", batch_size: Optional[int] = None,
+                               num_workers: Optional[int] = None) -> List[Dict[str, Any]]:
+    """Top-k of every sliding window of one video with a loaded model (see :func:`predict_windows`).
+
+    Each window is a list entry with the segment ``[start_s, end_s)``, so its clips are sampled inside the window by
+    the test split's own code (``TEST`` views per window).
+
+    Raises:
+        VideoDecodeError: the video cannot be opened.
+    """
+    video = os.fspath(video)
+    info = probe_video(video)
+    if not info.has_video:
+        raise VideoDecodeError(video, "no video stream (audio-only or data file)")
+    bounds = window_bounds(info.duration, window, stride)
+    entries = [VideoEntry(video, 0, f"window {i}", start, end) for i, (start, end) in enumerate(bounds)]
+    logger.info("%s: %.2f s, %d windows of %g s every %g s", video, info.duration, len(bounds), window, stride)
+    results = []
+    for i, ((start, end), (probs, views, errors)) in enumerate(zip(bounds, _score_entries(
+            model, cfg, entries, device, batch_size, num_workers))):
+        item: Dict[str, Any] = {"video": video, "window": i, "start_s": start, "end_s": end}
+        if probs is None:
+            item["error"] = f"cannot decode {video} in {start:g}..{end:g} s: {errors}"
+            logger.error("%s", item["error"])
+        else:
+            item.update(topk=_topk(probs, class_names, topk), views=views)
+        results.append(item)
+    return results
+
+
+def _load_for_inference(cfg: CfgLike, checkpoint: Optional[str], opts: Sequence[str], views: Optional[str],
+                        device, class_names):
+    """``(run cfg, model, device, class names, checkpoint path)`` as :func:`predict` and :func:`predict_windows`
+    load them."""
+    ckpt_path = checkpoint
+    if ckpt_path is None:
+        ckpt_path = resolve_checkpoint(None, inference_cfg(cfg, opts, views=views))
+    ckpt = read_checkpoint(os.fspath(ckpt_path))
+    run_cfg = inference_cfg(cfg, opts, ckpt, views)
+    device = torch.device(device) if device is not None else device_for(run_cfg)
+    model = load_trained_model(run_cfg, ckpt, os.fspath(ckpt_path), device)
+    names = load_class_names(run_cfg, ckpt, class_names)
+    return run_cfg, model, device, names, ckpt_path
 
 
 def predict(
@@ -218,14 +308,7 @@ def predict(
         videos = [videos]
     if topk < 1:
         raise ValueError(f"topk must be >= 1, got {topk}")
-    ckpt_path = checkpoint
-    if ckpt_path is None:
-        ckpt_path = resolve_checkpoint(None, inference_cfg(cfg, opts, views=views))
-    ckpt = read_checkpoint(os.fspath(ckpt_path))
-    run_cfg = inference_cfg(cfg, opts, ckpt, views)
-    device = torch.device(device) if device is not None else device_for(run_cfg)
-    model = load_trained_model(run_cfg, ckpt, os.fspath(ckpt_path), device)
-    names = load_class_names(run_cfg, ckpt, class_names)
+    run_cfg, model, device, names, ckpt_path = _load_for_inference(cfg, checkpoint, opts, views, device, class_names)
     logger.info("Predicting %d video(s) with %s on %s, %dx%d views, %s aggregation", len(videos), ckpt_path, device,
                 run_cfg.TEST.NUM_ENSEMBLE_VIEWS, run_cfg.TEST.NUM_SPATIAL_CROPS, run_cfg.DATA.ENSEMBLE_METHOD)
     return predict_files(model, run_cfg, videos, names, topk=topk, device=device, batch_size=batch_size,
@@ -233,3 +316,42 @@ def predict(
 
 
 predict.__test__ = False
+
+
+def predict_windows(
+    video: str,
+    cfg: CfgLike = None,
+    checkpoint: Optional[str] = None,
+    *,
+    window: float,
+    stride: float,
+    topk: int = 5,
+    views: Optional[str] = "1x1",
+    device: Union[None, str, torch.device] = None,
+    opts: Sequence[str] = (),
+    class_names: Union[None, str, Sequence[str]] = None,
+    batch_size: Optional[int] = None,
+    num_workers: Optional[int] = None,
+) -> List[Dict[str, Any]]:
+    """Top-k classes of every ``window``-second window of a long video, windows starting every ``stride`` seconds.
+
+    Arguments as :func:`predict`; ``views`` applies to each window (default ``"1x1"``: one centre clip per window;
+    None: the config's ``TEST`` views).
+
+    Returns:
+        One dict per window in time order: ``{"video", "window", "start_s", "end_s", "topk": [...], "views"}``, or
+        ``{"video", "window", "start_s", "end_s", "error"}`` for a window none of whose views decoded.
+
+    Raises:
+        ValueError / ConfigError / FileNotFoundError: no usable config or checkpoint; VideoDecodeError: the video
+        cannot be opened.
+    """
+    if topk < 1:
+        raise ValueError(f"topk must be >= 1, got {topk}")
+    window_bounds(1.0, window, stride)  # checks the arguments before the model is loaded
+    run_cfg, model, device, names, ckpt_path = _load_for_inference(cfg, checkpoint, opts, views, device, class_names)
+    return predict_windows_with_model(model, run_cfg, video, names, window=window, stride=stride, topk=topk,
+                                      device=device, batch_size=batch_size, num_workers=num_workers)
+
+
+predict_windows.__test__ = False
