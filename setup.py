@@ -49,5 +49,7 @@ setup(
         "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1", "pytorchvideo>=0.1.5",
                  "tensorboard>=2.14"],
         "export": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
+        # tools/submit.py: SLURM submission through submitit (tools/slurm_train.sh needs nothing)
+        "cluster": ["submitit>=1.5"],
     },
 )

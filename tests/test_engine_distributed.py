@@ -82,9 +82,10 @@ def test_slurm_nodelist_expansion(nodelist, hosts):
 
 
 def test_slurm_variables_become_the_process_layout(monkeypatch):
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # slurm_to_env writes the variables: keep them here
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE",
                 "MTNET_FROM_SLURM", "MTNET_IGNORE_SLURM"):
-        monkeypatch.delenv(key, raising=False)
+        os.environ.pop(key, None)
     monkeypatch.setenv("SLURM_PROCID", "5")
     monkeypatch.setenv("SLURM_NTASKS", "8")
     monkeypatch.setenv("SLURM_LOCALID", "1")

@@ -126,8 +126,10 @@ def test_a_rank_failing_mid_epoch_stops_the_others_naming_it(tmp_path, make_vide
     assert "rank 1 failed: RuntimeError: injected failure on rank 1" in outs[0], outs[0][-3000:]
 
 
-def test_default_rendezvous_of_one_machine_is_a_free_port():
+def test_default_rendezvous_of_one_machine_is_a_free_port(monkeypatch):
     """Two spawn-launched runs on one host must not both take tcp://localhost:9999."""
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
     cfg = get_cfg()
     with socket.socket() as busy:
         try:
