@@ -99,7 +99,7 @@ def test_test_harness_names_a_corrupt_and_a_missing_file_and_matches_a_slow_refe
     model = build_model(cfg)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     save_checkpoint(cfg.OUTPUT_DIR, model, opt, 0, cfg)
-    res = engine.test(cfg)
+    res = engine.run_test(cfg)
     on_disk = json.load(open(os.path.join(cfg.OUTPUT_DIR, "test_results.json")))
     assert sorted(on_disk["failed_videos"]) == sorted([corrupt, missing])
     assert on_disk["num_videos"] == 2 and on_disk["num_views"] == 6 and on_disk["num_videos_listed"] == 4
@@ -128,6 +128,6 @@ def test_random_weights_warning(tmp_path, make_video, caplog):
     data_dir = write_class_videos(make_video, splits=("test",), per_class=1)
     cfg = tiny_cfg(tmp_path, data_dir, TEST={"ENABLE": True, "NUM_ENSEMBLE_VIEWS": 1, "NUM_SPATIAL_CROPS": 1})
     with caplog.at_level(logging.WARNING):
-        res = engine.test(cfg)
+        res = engine.run_test(cfg)
     assert res["checkpoint"] is None and res["num_videos"] == 2
     assert any("RANDOMLY INITIALISED" in r.getMessage() for r in caplog.records)

@@ -167,7 +167,7 @@ class _RunsCode:
 def _start_with_checkpoint(tmp_path, split, path):
     """``train`` (TRAIN) or ``test`` (TEST) with ``{split}.CHECKPOINT_FILE_PATH = path``; returns the error raised."""
     from mtnet_plugin.config import load_config
-    from mtnet_plugin.engine import test as run_test
+    from mtnet_plugin.engine import run_test
     from mtnet_plugin.engine import train
 
     data = tmp_path / "data"

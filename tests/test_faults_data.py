@@ -1,6 +1,6 @@
 """Fault injection, data side: bad files in the train / val / test lists, malformed lists, a dying loader worker.
 
-Runs the real runtime (``engine.train`` / ``engine.test``, or ``tools/run_net.py`` in a subprocess when the fault
+Runs the real runtime (``engine.train`` / ``engine.run_test``, or ``tools/run_net.py`` in a subprocess when the fault
 kills a process) on tiny generated videos. Each test is a row of docs/reliability.md.
 """
 import json
@@ -14,7 +14,7 @@ import pytest
 import fault_files
 from mtnet_plugin.config import load_config
 from mtnet_plugin.data import VideoListError
-from mtnet_plugin.engine import test as run_test
+from mtnet_plugin.engine import run_test
 from mtnet_plugin.engine import run, train
 from mtnet_plugin.engine.checkpoint import list_checkpoints
 from mtnet_plugin.engine.logs import read_json_stats

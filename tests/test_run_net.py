@@ -69,3 +69,34 @@ def test_train_then_test_refuses_an_unusable_test_checkpoint_before_training(tmp
         run(cfg)
     assert "TEST.CHECKPOINT_FILE_PATH" in str(err.value) and path in str(err.value)
     assert not os.path.exists(checkpoint_dir(out))  # nothing was trained
+
+
+def test_synthetic_data_is_generated_before_launch_and_never_in_a_distributed_run(tmp_path, monkeypatch):
+    from mtnet_plugin.config import get_cfg
+    from mtnet_plugin.engine import prepare_synthetic_data
+
+    cfg = get_cfg()
+    cfg.DATA.PATH_TO_DATA_DIR, cfg.OUTPUT_DIR, cfg.MODEL.NUM_CLASSES = str(tmp_path / "syn"), str(tmp_path / "o"), 2
+    cfg.SYNTHETIC.update(dict(ENABLE=True, NUM_CLASSES=2, NUM_TRAIN=1, NUM_VAL=1, NUM_TEST=1, FRAMES=8, SIZE=32))
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a torchrun rank: a missing dataset is an error naming the tool
+    with pytest.raises(FileNotFoundError, match="tools/make_synthetic.py --cfg"):
+        prepare_synthetic_data(cfg)
+    assert not os.path.exists(cfg.DATA.PATH_TO_DATA_DIR)
+    monkeypatch.delenv("WORLD_SIZE")
+    assert prepare_synthetic_data(cfg) == cfg.DATA.PATH_TO_DATA_DIR  # one process: generated here
+    assert len(open(os.path.join(cfg.DATA.PATH_TO_DATA_DIR, "train.csv")).readlines()) == 2
+    monkeypatch.setenv("WORLD_SIZE", "2")  # present: a distributed run reads it
+    monkeypatch.setenv("RANK", "1")
+    assert prepare_synthetic_data(cfg) == cfg.DATA.PATH_TO_DATA_DIR
+
+
+def test_make_synthetic_cfg_generates_what_the_config_trains_on(tmp_path):
+    data_dir = str(tmp_path / "syn")
+    opts = ["DATA.PATH_TO_DATA_DIR", data_dir, "SYNTHETIC.NUM_TRAIN", "1", "SYNTHETIC.NUM_VAL", "1",
+            "SYNTHETIC.NUM_TEST", "1", "SYNTHETIC.FRAMES", "8"]
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "make_synthetic.py"), "--cfg",
+           os.path.join(ROOT, "configs", "Synthetic", "MTNet_XS.yaml"), "--opts"] + opts
+    proc = subprocess.run(cmd, cwd=str(tmp_path), env=cpu_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = open(os.path.join(data_dir, "test.csv")).readlines()
+    assert len(lines) == 4 and all(line.split()[0].startswith(data_dir) for line in lines)  # 4 classes x 1 clip

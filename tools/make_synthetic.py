@@ -4,9 +4,12 @@
     python tools/make_synthetic.py data/synthetic
     python tools/make_synthetic.py /tmp/tiny --train 4 --val 2 --test 2 --frames 16 --size 32 --seed 1
     python tools/make_synthetic.py data/synthetic_direction --preset direction   # another class family
+    python tools/make_synthetic.py --cfg configs/Synthetic/MTNet_XS.yaml [--opts KEY VALUE ...]
 
 Counts are clips PER CLASS. OUT_DIR must not exist or be empty; it receives the videos, train.csv, val.csv,
 test.csv (``path label`` lines, paths absolute unless --relative), classes.txt and metadata.json.
+With --cfg, the dataset that config trains on is generated from its SYNTHETIC node into its
+DATA.PATH_TO_DATA_DIR (kept when it already holds the lists): the step to run once before a torchrun of it.
 """
 import argparse
 import logging
@@ -14,13 +17,17 @@ import sys
 
 from tqdm import tqdm
 
-from mtnet_plugin.data.synthetic import DEFAULT_PRESET, PRESETS, SyntheticSpec, generate_synthetic_dataset
+from mtnet_plugin.config import load_config
+from mtnet_plugin.data.synthetic import (DEFAULT_PRESET, PRESETS, SyntheticSpec, ensure_synthetic_dataset,
+                                         generate_synthetic_dataset)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     d = SyntheticSpec()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out_dir", metavar="OUT_DIR", help="destination folder (must not exist or be empty)")
+    p.add_argument("out_dir", metavar="OUT_DIR", nargs="?", help="destination folder (must not exist or be empty)")
+    p.add_argument("--cfg", default=None, help="generate what this config's SYNTHETIC node asks (other options unused)")
+    p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="with --cfg: KEY VALUE ... overrides")
     p.add_argument("--seed", type=int, default=d.seed, help="generator seed (default %(default)s)")
     p.add_argument("--train", type=int, default=d.num_train, help="train clips per class (default %(default)s)")
     p.add_argument("--val", type=int, default=d.num_val, help="val clips per class (default %(default)s)")
@@ -46,6 +53,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.cfg:
+        sys.exit(_from_config(args.cfg, args.opts))
+    if args.out_dir is None:
+        sys.exit("make_synthetic: give OUT_DIR or --cfg FILE")
     classes = args.classes
     if classes is None:
         classes = SyntheticSpec().num_classes if args.preset == DEFAULT_PRESET else len(PRESETS[args.preset])
@@ -59,6 +70,21 @@ def main(argv=None) -> None:
     except (FileExistsError, ValueError) as e:
         sys.exit(f"make_synthetic: {e}")
     print(f"Wrote {spec.num_videos} videos and train.csv, val.csv, test.csv, classes.txt, metadata.json to {out}")
+
+
+def _from_config(path: str, opts) -> int:
+    cfg = load_config([path], list(opts))
+    if not cfg.SYNTHETIC.ENABLE:
+        print(f"make_synthetic: {path} has SYNTHETIC.ENABLE False: it reads DATA.PATH_TO_DATA_DIR as it is",
+              file=sys.stderr)
+        return 2
+    try:
+        out = ensure_synthetic_dataset(cfg)
+    except (FileExistsError, ValueError) as e:
+        print(f"make_synthetic: {e}", file=sys.stderr)
+        return 2
+    print(f"Dataset of {path} ready in {out}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -6,15 +6,17 @@
     python tools/run_net.py --cfg my.yaml --init_method tcp://host0:9999 --num_shards 2 --shard_id 0
     srun --ntasks 8 --gpus-per-task 1 python tools/run_net.py --cfg my.yaml --opts NUM_GPUS 1   # tools/slurm_train.sh
 
-Each ``--cfg`` file is run in turn: training when ``TRAIN.ENABLE``, then testing when ``TEST.ENABLE``. A run
-stopped by SIGTERM (``TRAIN.PREEMPT_SIGNALS``) writes a mid-epoch checkpoint and exits with status 128 + the signal's
-number (143 for SIGTERM); rerunning the same command continues from there.
+Each ``--cfg`` file is run in turn: its synthetic data generated first when ``SYNTHETIC.ENABLE`` asks and the lists
+are missing (not under torchrun: there run ``tools/make_synthetic.py --cfg`` first), then training when
+``TRAIN.ENABLE`` and testing when ``TEST.ENABLE``. A run stopped by SIGTERM (``TRAIN.PREEMPT_SIGNALS``) writes a
+mid-epoch checkpoint and exits with status 128 + the signal's number (143 for SIGTERM); rerunning the same command
+continues from there.
 """
 import argparse
 import logging
 import sys
 
-from mtnet_plugin.engine import Preempted, build_run_cfg, run
+from mtnet_plugin.engine import Preempted, build_run_cfg, prepare_synthetic_data, run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,7 +39,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     for path in args.cfg_files:
         try:
-            run(build_run_cfg(path, args.opts, args.num_shards, args.shard_id), init_method=args.init_method)
+            cfg = build_run_cfg(path, args.opts, args.num_shards, args.shard_id)
+            prepare_synthetic_data(cfg)  # before any process starts; never inside a distributed run
+            run(cfg, init_method=args.init_method)
         except Preempted as stopped:
             logging.getLogger("run_net").error("%s", stopped)
             sys.exit(stopped.exit_code)

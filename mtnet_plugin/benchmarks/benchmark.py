@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from mtnet_plugin.engine.common import parse_pair
+from mtnet_plugin.engine.cli_values import parse_pair
 from mtnet_plugin.layers import FrameSelect, MTConv, SpatialPool, SqueezeRecursion, TrilinearResize
 from mtnet_plugin.models import PRESET_NAMES, preset, preset_input_shape
 from mtnet_plugin.ops import native
@@ -82,7 +82,7 @@ def machine_info(device: torch.device) -> Dict[str, Any]:
 
 
 def parse_input(text: str) -> Tuple[int, int]:
-    """``"16x224"`` -> (T, S): :func:`~mtnet_plugin.engine.common.parse_pair` with this option's messages."""
+    """``"16x224"`` -> (T, S): :func:`~mtnet_plugin.engine.cli_values.parse_pair` with this option's messages."""
     return parse_pair(text, "--input", "TxS (frames x crop), e.g. '16x224'")
 
 

@@ -1,7 +1,8 @@
 """The ``SYNTHETIC`` config node: the generated multi-tempo demo dataset (``mtnet_plugin.data.synthetic``).
 
-With ``SYNTHETIC.ENABLE`` the runtime generates the dataset into ``DATA.PATH_TO_DATA_DIR`` when that folder holds
-no ``train.csv``/``val.csv``/``test.csv`` yet; a folder that already holds them is used as it is, synthetic or not.
+With ``SYNTHETIC.ENABLE``, ``tools/run_net.py`` (or ``tools/make_synthetic.py --cfg``) generates the dataset into
+``DATA.PATH_TO_DATA_DIR`` before training starts, when that folder holds no ``train.csv``/``val.csv``/``test.csv``
+yet; a folder that already holds them is used as it is, synthetic or not. A distributed run never generates.
 ``add_synthetic_config`` is safe to call on any fvcore/yacs ``CfgNode`` (ours or PySlowFast's).
 """
 from fvcore.common.config import CfgNode
@@ -13,7 +14,7 @@ def add_synthetic_config(cfg: CfgNode) -> CfgNode:
         cfg.SYNTHETIC = CfgNode()
     node = cfg.SYNTHETIC
     defaults = {
-        # Generate the dataset into DATA.PATH_TO_DATA_DIR when its lists are missing.
+        # Generate the dataset into DATA.PATH_TO_DATA_DIR when its lists are missing (tools/run_net.py, before launch).
         "ENABLE": False,
         # Seed of the generator: the same seed and options give the same videos and lists.
         "SEED": 0,

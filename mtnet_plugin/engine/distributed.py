@@ -26,7 +26,7 @@ timeout, stop within seconds naming the rank and its error (:class:`PeerFailed`)
 Backend: NCCL when CUDA is used and ``DIST_BACKEND`` is nccl, else gloo (CPU).
 Batch semantics: ``TRAIN.BATCH_SIZE`` is the batch of one machine, split over its processes (PySlowFast's
 ``BATCH_SIZE / NUM_GPUS``; the global batch is ``BATCH_SIZE x NUM_SHARDS``). Under a process group the loaders see
-``NUM_GPUS = local_world_size()`` (``common.loader_cfg``), so CPU processes stand in for GPUs and a torchrun that
+``NUM_GPUS = local_world_size()`` (``process_setup.loader_cfg``), so CPU processes stand in for GPUs and a torchrun that
 starts a different number of GPU processes than NUM_GPUS still splits the machine's batch (with a warning).
 """
 import datetime

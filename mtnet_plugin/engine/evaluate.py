@@ -1,6 +1,6 @@
 """Multi-view testing (facts §5): every view of every video, softmax per view, aggregated per video.
 
-``test(cfg)`` loads the weights (``TEST.CHECKPOINT_FILE_PATH``, else the last intact checkpoint in
+``run_test(cfg)`` loads the weights (``TEST.CHECKPOINT_FILE_PATH``, else the last intact checkpoint in
 ``OUTPUT_DIR/checkpoints``, else ``TRAIN.CHECKPOINT_FILE_PATH``, else a loud warning about random weights), runs
 the test split (``TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS`` views a video; 10 x 3 is the paper's 30-view
 protocol), and writes ``OUTPUT_DIR/test_results.json`` plus ``confusion_matrix.png``.
@@ -25,7 +25,7 @@ from mtnet_plugin import data as mt_data
 from mtnet_plugin.models import build_model
 
 from .checkpoint import check_fits_model, last_intact_checkpoint, load_checkpoint, open_checkpoint
-from .common import build_model_on_device, loader_cfg, set_seed, to_device
+from .process_setup import build_model_on_device, loader_cfg, set_seed, to_device
 from .distributed import all_gather_objects, is_main_process
 from .logs import log_json_stats
 from .class_names import load_class_names
@@ -64,7 +64,7 @@ def aggregate_views(probs: torch.Tensor, video_idx: torch.Tensor, num_videos: in
 
 
 @torch.no_grad()
-def predict(model, loader, device, log_period: int = 10, split: str = "test") -> List[dict]:
+def predict_samples(model, loader, device, log_period: int = 10, split: str = "test") -> List[dict]:
     """Softmax of every sample of ``loader``, gathered over ranks, sorted and de-duplicated by sample index.
 
     Returns:
@@ -237,7 +237,7 @@ def _write_results(cfg, results: dict, checkpoint: Optional[str]) -> dict:
     return out
 
 
-def test(cfg) -> dict:
+def run_test(cfg) -> dict:
     """Multi-view test of ``cfg``'s test split; returns the results dict also written to ``test_results.json``."""
     set_seed(cfg.RNG_SEED)
     model, device = build_model_on_device(cfg, train=False)
@@ -254,7 +254,7 @@ def test(cfg) -> dict:
     num_views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
     num_videos = len(loader.dataset) // num_views if hasattr(loader, "dataset") else None
     logger.info("Testing %s videos x %d views (%s aggregation)", num_videos, num_views, cfg.DATA.ENSEMBLE_METHOD)
-    records = predict(model, loader, device, cfg.LOG_PERIOD, "test")
+    records = predict_samples(model, loader, device, cfg.LOG_PERIOD, "test")
     results = summarize(records, cfg.MODEL.NUM_CLASSES, cfg.DATA.ENSEMBLE_METHOD, num_videos)
     if results["failed_videos"]:
         logger.warning("%d video(s) could not be decoded and were not scored: %s",
@@ -283,4 +283,4 @@ def _save_pickle(cfg, records: List[dict], num_videos: Optional[int]) -> None:
         pickle.dump([scores, labels], f)
 
 
-test.__test__ = False  # a library function, not a pytest test, when imported into a test module
+run_test.__test__ = False  # engine.test is this function: never collected by pytest when imported into a test module

@@ -27,7 +27,7 @@ from torch import nn
 from mtnet_plugin.data import VideoDecodeError, probe_video
 
 from .checkpoint import read_checkpoint
-from .common import parse_pair
+from .cli_values import parse_pair
 from .predict import CfgLike, VideoFilesDataset, inference_cfg, load_trained_model, resolve_checkpoint
 
 logger = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from fvcore.nn.precise_bn import get_bn_modules, update_bn_stats  # quiet: mtnet
 from mtnet_plugin import data as mt_data
 
 from .checkpoint import save_checkpoint, unwrap
-from .common import loader_cfg
 from .distributed import is_main_process, run_on_main
-from .evaluate import predict, video_scores
+from .evaluate import predict_samples, video_scores
+from .process_setup import loader_cfg
 from .logs import log_json_stats
 from .lr_policy import get_lr_at_epoch
 from .meters import ValMeter
@@ -145,7 +145,7 @@ class Evaluator(HookBase):
         if self.unavailable or self.loader is None or not trainer.is_eval_epoch(trainer.epoch):
             return
         start = time.perf_counter()
-        records = predict(trainer.model, self.loader, trainer.device, trainer.cfg.LOG_PERIOD, "val")
+        records = predict_samples(trainer.model, self.loader, trainer.device, trainer.cfg.LOG_PERIOD, "val")
         trainer.model.train()
         num_classes = trainer.cfg.MODEL.NUM_CLASSES
         scores, labels, _, info = video_scores(records, num_classes, "sum")

@@ -1,4 +1,4 @@
-"""Logging set-up for entry points and PySlowFast-style ``json_stats`` lines.
+"""Logging set-up for entry points, PySlowFast-style ``json_stats`` lines, and the resolved config beside them.
 
 ``setup_logging`` is meant for entry points (``tools/run_net.py`` through :func:`mtnet_plugin.engine.run`, or a
 spawned worker): library modules only use ``logging.getLogger(__name__)``.
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 _FORMAT = "[%(asctime)s][%(levelname)s] %(filename)s: %(lineno)4d: %(message)s"
 _HANDLER_TAG = "_mtnet_plugin_handler"
 JSON_STATS_FILE = "json_stats.log"
+CONFIG_FILE = "config.yaml"
 
 
 def _env_rank() -> int:
@@ -106,3 +107,12 @@ def read_json_stats(path: str) -> "list[dict]":
             if line.startswith("{"):
                 records.append(simplejson.loads(line))
     return records
+
+
+def save_config(cfg, output_dir: str, name: str = CONFIG_FILE) -> str:
+    """Write ``cfg.dump()`` to ``output_dir/name`` and return the path (the caller picks the rank that writes)."""
+    path = os.path.join(output_dir, name)
+    os.makedirs(output_dir, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(cfg.dump())
+    return path

@@ -2,7 +2,7 @@
 
 ``predict(videos, cfg=..., checkpoint=...)`` is what ``tools/predict.py`` and ``mtnet_plugin.predict`` call.
 It decodes with the test split's own code (:class:`VideoFilesDataset` is ``KineticsDataset`` in test mode over
-the given files, so sampling, resizing, cropping and normalisation are those of ``test(cfg)``), runs every view
+the given files, so sampling, resizing, cropping and normalisation are those of ``run_test(cfg)``), runs every view
 (``TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS``, or ``views="VxC"``) through the model in eval mode, and
 combines the views' softmax vectors with ``DATA.ENSEMBLE_METHOD``: ``sum`` reports their mean (the sum divided
 by the number of decoded views, so the probabilities of a video add up to 1), ``max`` their element-wise maximum.
@@ -37,9 +37,9 @@ from mtnet_plugin.models.build import model_name_from_config
 
 from .checkpoint import load_model_state, read_checkpoint
 from .class_names import load_class_names
-from .common import parse_pair
+from .cli_values import parse_pair
 from .distributed import device_for
-from .evaluate import find_test_checkpoint, predict as predict_views, video_scores
+from .evaluate import find_test_checkpoint, predict_samples, video_scores
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def inference_cfg(cfg: CfgLike = None, opts: Sequence[str] = (), ckpt: Optional[
 
 
 def resolve_checkpoint(checkpoint: Optional[str], cfg: CfgNode) -> str:
-    """``checkpoint``, else the one ``test(cfg)`` would load; refuses to run without trained weights."""
+    """``checkpoint``, else the one ``run_test(cfg)`` would load; refuses to run without trained weights."""
     path = checkpoint or find_test_checkpoint(cfg)
     if not path:
         raise ValueError("no checkpoint: pass --checkpoint (or set TEST.CHECKPOINT_FILE_PATH / OUTPUT_DIR)")
@@ -156,7 +156,7 @@ def _score_entries(model: nn.Module, cfg: CfgNode, entries: Sequence[VideoEntry]
     loader = DataLoader(dataset, batch_size=batch_size or int(cfg.TEST.BATCH_SIZE),
                         sampler=SequentialSampler(dataset), collate_fn=collate,
                         num_workers=int(cfg.DATA_LOADER.NUM_WORKERS if num_workers is None else num_workers))
-    records = predict_views(model, loader, torch.device(device), int(cfg.LOG_PERIOD), "predict")
+    records = predict_samples(model, loader, torch.device(device), int(cfg.LOG_PERIOD), "predict")
     scores, _, scored, info = video_scores(records, int(cfg.MODEL.NUM_CLASSES), cfg.DATA.ENSEMBLE_METHOD,
                                            len(entries))
     row_of = {v: r for r, v in enumerate(scored)}

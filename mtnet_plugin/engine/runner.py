@@ -1,7 +1,6 @@
 """``run(cfg)``: what ``tools/run_net.py`` does with one config — train and/or test, then say where outputs are."""
 import logging
 import os
-import time
 from typing import Optional
 
 from mtnet_plugin import data as mt_data
@@ -11,10 +10,9 @@ from mtnet_plugin.models import MODEL_REGISTRY, registered_names
 from mtnet_plugin.models.build import model_name_from_config
 
 from .checkpoint import checkpoint_dir
-from .common import save_config
 from .distributed import is_main_process, launch, launch_rank
-from .evaluate import RESULTS_FILE, check_test_checkpoint, test
-from .logs import JSON_STATS_FILE, setup_logging
+from .evaluate import RESULTS_FILE, check_test_checkpoint, run_test
+from .logs import CONFIG_FILE, JSON_STATS_FILE, save_config, setup_logging
 from .plots import CONFUSION_FILE, CURVES_FILE
 from .trainer import train
 
@@ -22,39 +20,46 @@ logger = logging.getLogger(__name__)
 
 
 def _train_then_test(cfg) -> dict:
-    """Run in every process: ``train`` when TRAIN.ENABLE, then ``test`` when TEST.ENABLE."""
+    """Run in every process: ``train`` when TRAIN.ENABLE, then ``run_test`` when TEST.ENABLE."""
     out = {}
-    if cfg.TRAIN.ENABLE and cfg.TEST.ENABLE:  # what test() needs fails now, not after the training it follows
+    if cfg.TRAIN.ENABLE and cfg.TEST.ENABLE:  # what run_test() needs fails now, not after the training it follows
         check_test_checkpoint(cfg)
         mt_data.build_dataset(cfg, "test")
     if cfg.TRAIN.ENABLE:
         out["train"] = train(cfg)
     if cfg.TEST.ENABLE:
-        out["test"] = test(cfg)
+        out["test"] = run_test(cfg)
     return out
 
 
-def prepare_data(cfg, rank: int, timeout_s: float = 3600.0) -> None:
-    """Generate the synthetic dataset when ``SYNTHETIC.ENABLE`` asks for it and its lists are missing.
+def prepare_synthetic_data(cfg) -> Optional[str]:
+    """The explicit data step of a ``SYNTHETIC.ENABLE`` config, run by ``tools/run_net.py`` before :func:`run`.
 
-    Rank 0 generates (atomically: a half-written dataset is never visible); other ranks wait for the lists.
+    Generates the dataset into ``DATA.PATH_TO_DATA_DIR`` when its lists are missing (``data.synthetic``), in this
+    one process, before any other starts. A distributed run (torchrun, or ``NUM_SHARDS`` > 1) never generates:
+    there a missing dataset is an error that names ``tools/make_synthetic.py --cfg``, which generates it alone.
+
+    Returns:
+        The data folder, or None when ``SYNTHETIC.ENABLE`` is off.
+
+    Raises:
+        FileNotFoundError: the lists are missing in a distributed run.
     """
     if "SYNTHETIC" not in cfg or not cfg.SYNTHETIC.ENABLE:
-        return
-    if rank == 0:
-        ensure_synthetic_dataset(cfg)
-        return
-    deadline = time.monotonic() + timeout_s
-    while not has_lists(cfg.DATA.PATH_TO_DATA_DIR):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"rank {rank}: no dataset appeared in DATA.PATH_TO_DATA_DIR={cfg.DATA.PATH_TO_DATA_DIR}")
-        time.sleep(1.0)
+        return None
+    data_dir = cfg.DATA.PATH_TO_DATA_DIR
+    if not has_lists(data_dir) and (int(os.environ.get("WORLD_SIZE", "1")) > 1 or cfg.NUM_SHARDS > 1):
+        raise FileNotFoundError(
+            f"DATA.PATH_TO_DATA_DIR={data_dir} has no train.csv/val.csv/test.csv and a distributed run never "
+            "generates data: run `python tools/make_synthetic.py --cfg <this config> [--opts ...]` once first")
+    setup_logging(cfg.OUTPUT_DIR, launch_rank(cfg))
+    return ensure_synthetic_dataset(cfg)
 
 
 def output_locations(output_dir: str) -> "dict[str, str]":
     """The run's output files that exist."""
     paths = {
-        "config": os.path.join(output_dir, "config.yaml"),
+        "config": os.path.join(output_dir, CONFIG_FILE),
         "log": os.path.join(output_dir, "stdout.log"),
         "json_stats": os.path.join(output_dir, JSON_STATS_FILE),
         "curves": os.path.join(output_dir, CURVES_FILE),
@@ -77,9 +82,8 @@ def run(cfg, init_method: Optional[str] = None) -> dict:
     """
     rank = launch_rank(cfg)
     setup_logging(cfg.OUTPUT_DIR, rank)
-    if rank == 0:
-        logger.info("Config saved to %s", save_config(cfg, cfg.OUTPUT_DIR, force=True))
-    prepare_data(cfg, rank)
+    if rank == 0 and not cfg.TRAIN.ENABLE:  # train() writes it when training
+        logger.info("Config saved to %s", save_config(cfg, cfg.OUTPUT_DIR))
     result = launch(cfg, _train_then_test, init_method) or {}
     if is_main_process():
         result["outputs"] = output_locations(cfg.OUTPUT_DIR)

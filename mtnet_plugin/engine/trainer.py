@@ -43,13 +43,14 @@ from mtnet_plugin import data as mt_data
 
 from .checkpoint import (acquire_run_lock, ensure_room_for_checkpoints, last_intact_checkpoint, load_checkpoint,
                          release_run_lock, remove_partial_writes, save_checkpoint)
-from .common import build_model_on_device, loader_cfg, save_config, set_seed, to_device
 from .distributed import all_reduce_mean, barrier, get_world_size, is_main_process
 from .hooks import default_hooks
+from .logs import save_config
 from .lr_policy import get_lr_at_epoch
 from .meters import TrainMeter, topk_errors
 from .multigrid import MultigridSchedule
 from .optim import construct_optimizer
+from .process_setup import build_model_on_device, loader_cfg, set_seed, to_device
 from .workers import naming_worker_deaths
 
 logger = logging.getLogger(__name__)
@@ -370,7 +371,7 @@ class Trainer:
 def train(cfg) -> dict:
     """Train ``cfg`` (frozen, validated): see the module docstring. Returns :meth:`Trainer.train`'s summary."""
     if is_main_process():
-        save_config(cfg, cfg.OUTPUT_DIR)
+        logger.info("Config saved to %s", save_config(cfg, cfg.OUTPUT_DIR))
     trainer = Trainer(cfg)
     if trainer.multigrid and is_main_process():
         save_config(trainer.cfg, cfg.OUTPUT_DIR, "config_multigrid.yaml")

@@ -1,8 +1,7 @@
-"""Set-up shared by training and testing: seeds, model on its device, config dump, batch transfer, CLI pairs."""
+"""What each process sets up before it trains or tests: its seeds, the model on its device (DDP, SyncBN), its
+share of the batch, and batches moved to its device."""
 import logging
-import os
 import random
-from typing import Tuple
 
 import numpy as np
 import torch
@@ -14,44 +13,12 @@ from .distributed import device_for, get_world_size, is_dist, is_main_process, l
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
-
 
 def set_seed(seed: int) -> None:
     """Seed python, numpy and torch (PySlowFast seeds every rank with RNG_SEED)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def save_config(cfg, output_dir: str, name: str = CONFIG_FILE, force: bool = False) -> str:
-    """Write ``cfg.dump()`` to ``OUTPUT_DIR/name`` (main rank, or any with ``force``) and return the path."""
-    path = os.path.join(output_dir, name)
-    if is_main_process() or force:
-        os.makedirs(output_dir, exist_ok=True)
-        with open(path, "w") as f:
-            f.write(cfg.dump())
-    return path
-
-
-def parse_pair(text: str, what: str, example: str) -> Tuple[int, int]:
-    """``"10x3"`` -> ``(10, 3)``: two positive integers joined by ``x`` or ``X`` (CLI sizes such as views, input).
-
-    Args:
-        text: the value given.
-        what: its name in errors, e.g. ``"views"``.
-        example: a valid value and its meaning in errors, e.g. ``"'10x3' (clips x crops)"``.
-
-    Raises:
-        ValueError: not two positive integers joined by ``x``.
-    """
-    try:
-        first, second = (int(p) for p in str(text).lower().split("x"))
-    except ValueError:
-        raise ValueError(f"{what} must look like {example}, got {text!r}") from None
-    if first < 1 or second < 1:
-        raise ValueError(f"{what} must be positive, got {text!r}")
-    return first, second
 
 
 def count_params(model: nn.Module) -> int:

@@ -1,7 +1,7 @@
-"""engine.common: the ``AxB`` parser shared by the CLIs' size options (predict --views, export/benchmark --input)."""
+"""engine.cli_values: the ``AxB`` parser shared by the CLIs' size options (predict --views, export/benchmark --input)."""
 import pytest
 
-from mtnet_plugin.engine.common import parse_pair
+from mtnet_plugin.engine.cli_values import parse_pair
 
 
 def test_parse_pair_reads_two_positive_ints_and_names_the_option_in_errors():
