@@ -154,7 +154,7 @@ def export_model(
 
     Args:
         cfg: a config, a YAML file, or None for the config stored in the checkpoint.
-        checkpoint: the ``.pyth`` checkpoint (None: the one ``test(cfg)`` would load).
+        checkpoint: the ``.pyth`` checkpoint (None: the one ``run_test(cfg)`` would load).
         out_dir: output folder.
         formats: subset of ``("torchscript", "onnx", "export")``.
         input_size: ``"TxS"``; default ``DATA.NUM_FRAMES x DATA.TEST_CROP_SIZE`` (one test view).
