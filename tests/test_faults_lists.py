@@ -2,15 +2,20 @@
 
 Runs the real runtime (``engine.train``) on tiny generated videos. Each test is a row of docs/reliability.md.
 """
+import json
 import os
 
 import pytest
+import torch
 
 import fault_files
 from mtnet_plugin.config import load_config
 from mtnet_plugin.data import VideoListError
+from mtnet_plugin.engine import test as run_test
 from mtnet_plugin.engine import train
+from mtnet_plugin.engine.checkpoint import save_checkpoint
 from mtnet_plugin.engine.logs import read_json_stats
+from mtnet_plugin.models import build_model
 
 
 def _cfg(tmp_path, data_dir, **sections):
@@ -56,3 +61,24 @@ def test_non_utf8_list_names_file_and_line(tmp_path, encoding):
     fault_files.expect_handled(str(err.value).startswith(f"{data / 'train.csv'}:{line}: not UTF-8 text"),
                                f"not named: {err.value}")
     assert not os.path.exists(os.path.join(cfg.OUTPUT_DIR, "json_stats.log"))  # before any training step
+
+
+def test_segment_outside_the_video_is_a_named_failure(tmp_path):
+    """A segment list (HACS-style ``video#t=START,END``) whose times lie past the video's end: that line fails like a
+    broken video (named in test_results.json), the others are tested."""
+    data = tmp_path / "data"
+    video = fault_files.good_video(str(data / "long.mp4"), num_frames=20)  # 2 s at 10 fps
+    (data / "test.csv").write_text(f"{video}#t=0,1 0\n{video}#t=1,2 1\n{video}#t=30,32 1\n")
+    cfg_path = fault_files.write_yaml(str(tmp_path / "cfg.yaml"), fault_files.tiny_cfg_dict(
+        str(data), str(tmp_path / "out"), TRAIN={"ENABLE": False}, TEST={"ENABLE": True, "NUM_ENSEMBLE_VIEWS": 1,
+                                                                          "NUM_SPATIAL_CROPS": 1, "BATCH_SIZE": 2}))
+    cfg = load_config([cfg_path])
+    model = build_model(cfg)
+    ckpt = save_checkpoint(str(tmp_path / "ckpt"), model, torch.optim.SGD(model.parameters(), lr=0.1), 0, cfg)
+    cfg.TEST.CHECKPOINT_FILE_PATH = ckpt
+    cfg.freeze()
+    results = run_test(cfg)
+    assert results["num_videos"] == 2 and results["num_videos_listed"] == 3
+    (failure,) = results["failures"]
+    fault_files.expect_handled("segment starts at 30 s, at or after the video's end" in json.dumps(failure),
+                               f"not named: {failure}")

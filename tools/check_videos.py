@@ -7,7 +7,8 @@
 
 Each file is opened with the runtime's own decoder and reported when it is missing, empty, undecodable
 (truncated, not a video), audio-only, shorter than one clip at the configured sampling, or (with --expect-size /
---min-short-side) of an unexpected resolution; malformed list lines are reported too. The exit status is 1 when
+--min-short-side) of an unexpected resolution; a line's segment (``path#t=START,END``, docs/data.md) that is not
+inside its video is reported as ``segment``; malformed list lines are reported too. The exit status is 1 when
 anything is bad, 2 when a list cannot be read. --write-clean writes the list(s) without the bad lines (a file for one list, a folder for several).
 """
 import argparse

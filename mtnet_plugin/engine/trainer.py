@@ -43,7 +43,7 @@ from mtnet_plugin import data as mt_data
 
 from .checkpoint import (acquire_run_lock, ensure_room_for_checkpoints, last_intact_checkpoint, load_checkpoint,
                          release_run_lock, remove_partial_writes, save_checkpoint)
-from .distributed import all_reduce_mean, barrier, get_world_size, is_main_process
+from .distributed import all_reduce_mean, get_world_size, is_main_process, run_on_main
 from .hooks import default_hooks
 from .logs import save_config
 from .lr_policy import get_lr_at_epoch
@@ -275,13 +275,12 @@ class Trainer:
     def _stop_for_preemption(self) -> None:
         """Write the mid-epoch checkpoint (main rank), then raise :class:`Preempted` on every rank."""
         iters_done = self.iter + 1
-        path = None
-        if is_main_process():
-            path = save_checkpoint(self.output_dir, self.model, self.optimizer, self.epoch, self.cfg, self.scaler,
-                                   multigrid_phase=self.phase_index, iters_done=iters_done,
-                                   epoch_start_rng=self.epoch_start_rng)
-            self.last_checkpoint = path
-        barrier()
+        # rank 0 writes; a failed write stops every rank with its error (distributed.run_on_main)
+        path = run_on_main(lambda: save_checkpoint(
+            self.output_dir, self.model, self.optimizer, self.epoch, self.cfg, self.scaler,
+            multigrid_phase=self.phase_index, iters_done=iters_done, epoch_start_rng=self.epoch_start_rng,
+        ), "writing the preemption checkpoint")
+        self.last_checkpoint = path
         signum = self.stop_signal or signal.SIGTERM
         where = f"epoch {self.epoch + 1}, iteration {iters_done}/{self.iters_per_epoch}"
         raise Preempted(
