@@ -276,3 +276,24 @@ def test_gradient_clipping(tmp_path, make_video, key, limit):
     measured = probe.norms if key == "CLIP_GRAD_L2NORM" else probe.maxima
     assert measured and max(measured) <= limit * (1 + 1e-4)
     assert trainer.meter.grad_norm > limit  # the logged norm is the one before clipping
+
+
+@pytest.mark.parametrize("zero_init", ["final_bn", "sr"])
+def test_parameters_without_gradient_are_named_in_a_warning_at_the_start(tmp_path, make_video, caplog, zero_init):
+    """Zeroed final BNs followed by ReLU (what validation rejects) leave every MTBlock parameter without a
+    gradient: the first iterations' warning names them. The default zero-init target warns about nothing."""
+    data_dir = write_class_videos(make_video, splits=("train",))
+    cfg = tiny_cfg(tmp_path, data_dir, MODEL={"MODEL_NAME": "MTNet", "ARCH": "mtnet", "NUM_CLASSES": 2},
+                   MTNET={"ZERO_INIT": zero_init, "LAST_MTCONV_ACT": True}, RESNET={"ZERO_INIT_FINAL_BN": True},
+                   TRAIN={"BATCH_SIZE": 2, "EVAL_PERIOD": 100, "CHECKPOINT_PERIOD": 100}, SOLVER={"MAX_EPOCH": 2})
+    with caplog.at_level(logging.WARNING, logger="mtnet_plugin.engine.hooks"):
+        train(cfg)
+    warnings = [r.getMessage() for r in caplog.records if "got no (finite, nonzero) gradient" in r.getMessage()]
+    if zero_init == "sr":
+        assert warnings == []
+        return
+    (msg,) = warnings
+    model = build_model(cfg)
+    block = [n for n, _ in model.named_parameters() if ".branch2." in n]
+    assert msg.startswith(f"{len(block)} of the model's trainable parameter tensors")
+    assert "s2.pathway0_res0.branch2.conv_a.conv_local.weight" in msg and "stem" not in msg

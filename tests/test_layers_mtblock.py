@@ -20,7 +20,7 @@ def test_constructor_is_keyword_only_with_the_documented_defaults():
     # The options' defaults live in MTBlockOptions only (the paper's text; docs/spec-decisions.md).
     assert dataclasses.asdict(MTBlockOptions()) == dict(
         delta=0.875, p_input="full", lp_kernel="same", pool="softpool", symmetric_pool=False, selection="lowest",
-        norm_eps=1e-5, norm_momentum=0.1, cell="gru", sr_layers=2, last_act=True,
+        norm_eps=1e-5, norm_momentum=0.1, cell="gru", sr_layers=2, last_act=True, zero_init="sr",
     )
     m = MTBlock(dim_in=8, dim_inner=16, dim_out=8)
     assert m.options == MTBlockOptions() and m.conv_b.delta == 0.875 and m.sr.cell == "gru"
@@ -42,8 +42,14 @@ def test_structure_follows_the_x3d_bottleneck():
     assert m.sr.channels == 12 and m.sr.cell == "lstm" and m.sr.num_layers == 1
     bns = [mod for mod in m.modules() if isinstance(mod, nn.BatchNorm3d)]
     assert all(bn.eps == 1e-3 and bn.momentum == 0.05 for bn in bns)
-    final = {id(bn) for bn in bns if getattr(bn, "transform_final_bn", False)}
-    assert final == {id(c.bn_local), id(c.bn_lp), id(c.bn_p)}
+    # Default zero_init "sr": SR is the part a builder zeroes, no BN is marked.
+    assert m.sr.transform_final and not any(getattr(bn, "transform_final_bn", False) for bn in bns)
+    old = MTBlock(dim_in=8, dim_inner=18, dim_out=12, zero_init="final_bn", last_act=False)
+    final = {id(bn) for bn in old.modules() if getattr(bn, "transform_final_bn", False)}
+    assert final == {id(old.conv_c.bn_local), id(old.conv_c.bn_lp), id(old.conv_c.bn_p)}
+    assert not getattr(old.sr, "transform_final", False)
+    with pytest.raises(ValueError, match="zero_init"):
+        MTBlock(dim_in=8, dim_inner=18, dim_out=12, zero_init="bn")
     dense = MTBlock(dim_in=8, dim_inner=16, dim_out=8, channelwise=False, last_act=False)
     assert not dense.conv_b.channelwise and dense.conv_b.conv_local.groups == 1
     assert isinstance(dense.conv_c.act, nn.Identity)
@@ -67,12 +73,31 @@ def test_forward_backward_shapes(stride, channelwise, t, hw):
 
 
 def test_zero_final_bn_makes_the_branch_zero():
-    m = MTBlock(dim_in=8, dim_inner=16, dim_out=8)
+    m = MTBlock(dim_in=8, dim_inner=16, dim_out=8, zero_init="final_bn")
     for mod in m.modules():
         if getattr(mod, "transform_final_bn", False):
             nn.init.zeros_(mod.weight)
     out = m(torch.randn(2, 8, 4, 6, 6))
     assert torch.equal(out, torch.zeros_like(out))
+
+
+@pytest.mark.parametrize("last_act", [True, False])
+def test_zero_init_sr_starts_as_zero_and_every_parameter_learns(last_act):
+    """The default zero-init target: branch output exactly 0, and after one SGD step every parameter of the block
+    gets a nonzero gradient (with zeroed final BNs + ReLU, none but the BN weights ever would)."""
+    torch.manual_seed(0)
+    m = MTBlock(dim_in=8, dim_inner=16, dim_out=8, last_act=last_act)
+    m.sr.zero_init_output()
+    x = torch.randn(4, 8, 4, 6, 6)
+    assert torch.equal(m(x), torch.zeros(4, 8, 4, 6, 6))
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    target = torch.randn(4, 8, 4, 6, 6)
+    for _ in range(2):
+        opt.zero_grad()
+        (m(x) - target).square().mean().backward()
+        opt.step()
+    dead = [n for n, p in m.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not dead
 
 
 def test_delta_one_is_the_x3d_bottleneck_with_relu_followed_by_sr():

@@ -132,3 +132,26 @@ def test_recurrence_runs_in_fp32_under_autocast(cell, monkeypatch):
 def test_peephole_rejects_initial_state():
     with pytest.raises(ValueError):
         PeepholeLSTM(2, 2)(torch.zeros(1, 3, 2), torch.zeros(1, 1, 2))
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+def test_zero_init_output_is_zero_yet_every_weight_learns(cell, layers):
+    """zero_init_output: x * h == 0 exactly for any input; the zeroed candidate rows get a gradient at once, and
+    after one SGD step every parameter of the unit does (the identity start of MTBlock, docs/spec-decisions.md)."""
+    torch.manual_seed(0)
+    m = SqueezeRecursion(C, cell=cell, num_layers=layers)
+    m.zero_init_output()
+    x = torch.randn(3, C, T, 3, 3)
+    assert torch.equal(m(x), torch.zeros_like(x))
+    target = torch.randn_like(x)
+    (m(x) - target).square().mean().backward()
+    top = getattr(m.rnn, f"weight_ih_l{layers - 1}")
+    assert top.grad.abs().sum() > 0
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    opt.step()
+    opt.zero_grad()
+    assert m(x).abs().max() > 0
+    (m(x) - target).square().mean().backward()
+    dead = [n for n, p in m.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not dead

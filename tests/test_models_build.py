@@ -19,7 +19,7 @@ def tiny_cfg(model_name="X3D", arch="x3d"):
     cfg.DATA = CfgNode(dict(NUM_FRAMES=4, TRAIN_CROP_SIZE=32, INPUT_CHANNEL_NUM=[3]))
     cfg.MTNET = CfgNode(dict(DELTA=0.875, P_INPUT="full", LP_KERNEL="same", POOL="softpool",
                              SYMMETRIC_POOL=False, SELECTION="lowest", CELL="gru", SR_LAYERS=2,
-                             LAST_MTCONV_ACT=True, HEAD="X3DHead"))
+                             LAST_MTCONV_ACT=True, ZERO_INIT="sr", HEAD="X3DHead"))
     return cfg
 
 

@@ -75,20 +75,28 @@ def test_options_reach_every_block():
         create_mtnet(delta=0.0, **TINY)
 
 
-@pytest.mark.parametrize("zero_final", [True, False])
-def test_init(zero_final):
+@pytest.mark.parametrize("zero_final,target", [(True, "sr"), (False, "sr"), (True, "final_bn"), (False, "final_bn")])
+def test_init(zero_final, target):
     torch.manual_seed(0)
-    mt = create_mtnet(zero_init_final_bn=zero_final, fc_init_std=0.01, **TINY)
+    mt = create_mtnet(zero_init_final_bn=zero_final, zero_init=target, last_act=target == "sr", fc_init_std=0.01,
+                      **TINY)
     for block in _blocks(mt):
         c = block.branch2.conv_c
         for bn in (c.bn_local, c.bn_lp, c.bn_p):
-            assert torch.all(bn.weight == (0.0 if zero_final else 1.0))
+            assert torch.all(bn.weight == (0.0 if zero_final and target == "final_bn" else 1.0))
         assert torch.all(block.branch2.conv_a.bn_local.weight == 1.0)
-        # The recurrent unit keeps torch's uniform(-1/sqrt(C), 1/sqrt(C)) init, not normal(0, 0.01).
+        # The recurrent unit keeps torch's uniform(-1/sqrt(C), 1/sqrt(C)) init, not normal(0, 0.01), except for
+        # the top layer's candidate rows that zero-init "sr" zeroes (weight_ih rows 2C..3C and their biases).
         rnn = block.branch2.sr.rnn
-        bound = 1 / math.sqrt(rnn.hidden_size)
+        hidden = rnn.hidden_size
+        bound = 1 / math.sqrt(hidden)
         w = torch.cat([p.flatten() for p in rnn.parameters()])
-        assert w.abs().max() <= bound and w.std() > 0.8 * bound / math.sqrt(3)
+        assert w.abs().max() <= bound
+        lower = torch.cat([p.flatten() for n, p in rnn.named_parameters() if n.endswith("l0")])
+        assert lower.std() > 0.8 * bound / math.sqrt(3)
+        top = rnn.weight_ih_l1[2 * hidden : 3 * hidden]
+        zeroed = zero_final and target == "sr"
+        assert bool((top == 0).all()) == zeroed and bool((rnn.bias_hh_l1[2 * hidden :] == 0).all()) == zeroed
     conv = mt.s5.pathway0_res0.branch2.conv_a.conv_local.weight
     fan_out = conv.shape[0] * conv[0, 0].numel()
     assert abs(conv.std().item() - math.sqrt(2 / fan_out)) < 0.1 * math.sqrt(2 / fan_out)
@@ -102,6 +110,10 @@ def test_tiny_forward_backward_logits_and_list_input():
     assert out.shape == (2, 4)
     out.square().sum().backward()
     assert all(p.grad is not None for p in mt.parameters())
+    # Zero-initialised (default target "sr"): the top layer's candidate rows of every SR get a gradient at once.
+    for block in _blocks(mt):
+        rnn = block.branch2.sr.rnn
+        assert rnn.weight_ih_l1.grad[2 * rnn.hidden_size : 3 * rnn.hidden_size].any()
     mt.eval()
     with torch.no_grad():
         torch.testing.assert_close(mt(x), mt([x]))

@@ -1,8 +1,9 @@
 """Hooks of the training loop: everything but batch -> forward -> loss -> backward -> step (style habit 12).
 
 A hook sees the :class:`~mtnet_plugin.engine.trainer.Trainer` and may act before/after the run, an epoch or a
-step. The default list (``default_hooks``) is, in order: LR schedule, iteration writer, epoch writer, precise BN,
-checkpointer, evaluator, curve plotter, and the TensorBoard writer (``tensorboard.py``) when TENSORBOARD.ENABLE.
+step. The default list (``default_hooks``) is, in order: LR schedule, iteration writer, epoch writer, gradient
+coverage (a warning about parameters without gradient in the first iterations), precise BN, checkpointer,
+evaluator, curve plotter, and the TensorBoard writer (``tensorboard.py``) when TENSORBOARD.ENABLE.
 """
 import logging
 import time
@@ -166,8 +167,40 @@ class CurvePlotter(HookBase):
             trainer.curves_png = plot_training_curves(trainer.output_dir)
 
 
+class GradientCoverage(HookBase):
+    """Warns, by name, about trainable parameters that got no nonzero gradient in the run's first ``steps``
+    iterations: whatever the cause (a frozen or unused branch, an initialisation that blocks the gradient), a
+    user sees it in the first minute instead of after a run that never learned. Two steps at least: a
+    zero-initialised residual branch (X3D's final BN, MTBlock's Squeeze and Recursion) passes a gradient to its
+    other parameters only once the first step has moved its zeroed weights."""
+
+    def __init__(self, steps: int = 3):
+        self.steps = steps
+        self.seen = 0
+        self.never = None  # {name: parameter} still without a nonzero gradient
+
+    def before_train(self, trainer) -> None:
+        self.seen = 0
+        self.never = {n: p for n, p in unwrap(trainer.model).named_parameters() if p.requires_grad}
+
+    def after_step(self, trainer) -> None:
+        if self.never is None or self.seen >= self.steps:
+            return
+        self.seen += 1
+        self.never = {n: p for n, p in self.never.items()
+                      if p.grad is None or not bool(torch.isfinite(p.grad).all() and p.grad.any())}
+        if self.seen == self.steps:
+            if self.never and is_main_process():
+                names = list(self.never)
+                logger.warning(
+                    "%d of the model's trainable parameter tensors got no (finite, nonzero) gradient in the first %d "
+                    "iterations and are not learning: %s", len(names), self.steps,
+                    ", ".join(names[:20]) + (f" ... ({len(names) - 20} more)" if len(names) > 20 else ""))
+            self.never = None
+
+
 def default_hooks(cfg) -> list:
-    hooks = [LRScheduler(), IterationWriter(cfg.LOG_PERIOD), EpochWriter()]
+    hooks = [LRScheduler(), IterationWriter(cfg.LOG_PERIOD), EpochWriter(), GradientCoverage()]
     if cfg.BN.USE_PRECISE_STATS:
         hooks.append(PreciseBN(cfg.BN.NUM_BATCHES_PRECISE))
     hooks += [Checkpointer(), Evaluator(), CurvePlotter()]

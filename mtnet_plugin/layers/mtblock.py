@@ -33,10 +33,15 @@ class MTBlock(nn.Sequential):
                      (N, dim_out, T, H_s, W_s)   -> caller: + shortcut(x), then ReLU
 
     The three convs are X3D's bottleneck geometry (``bottleneck.py``) filled with MTConvs, so a model builder
-    wraps it with the shortcut exactly as it wraps X3D's bottleneck. The BatchNorms of conv_c (``bn_local``,
-    and ``bn_lp``, ``bn_p`` when there is a P branch) carry ``transform_final_bn = True`` so a builder can
-    zero-init them (``RESNET.ZERO_INIT_FINAL_BN``); then conv_c outputs 0, SR keeps 0 and the block starts as
-    the identity.
+    wraps it with the shortcut exactly as it wraps X3D's bottleneck. A builder's zero-init
+    (``RESNET.ZERO_INIT_FINAL_BN``) makes the branch output 0 so the block starts as the identity;
+    ``options.zero_init`` says where (docs/spec-decisions.md, "Zero-initialised blocks"):
+
+    - ``"sr"``: SR is marked ``transform_final = True`` and the builder calls
+      :meth:`SqueezeRecursion.zero_init_output`: h == 0 exactly, and its zeroed weights still get a gradient;
+    - ``"final_bn"``: the BatchNorms of conv_c (``bn_local``, and ``bn_lp``, ``bn_p`` with a P branch) carry
+      ``transform_final_bn = True`` and get weight 0 (X3D's rule). With ``last_act`` a ReLU follows them,
+      whose gradient at 0 is 0: nothing in the block would ever learn, so validation rejects that combination.
 
     Args:
         dim_in: input channels.
@@ -66,7 +71,10 @@ class MTBlock(nn.Sequential):
         parts["sr"] = SqueezeRecursion(dim_out, cell=opts.cell, num_layers=opts.sr_layers)
         super().__init__(parts)
         self.options = opts
-        for name in ("bn_local", "bn_lp", "bn_p"):
-            bn = getattr(self.conv_c, name, None)
-            if bn is not None:
-                bn.transform_final_bn = True
+        if opts.zero_init == "sr":
+            self.sr.transform_final = True
+        else:
+            for name in ("bn_local", "bn_lp", "bn_p"):
+                bn = getattr(self.conv_c, name, None)
+                if bn is not None:
+                    bn.transform_final_bn = True

@@ -22,6 +22,9 @@ from .squeeze_recursion import CELLS
 P_INPUTS = ("full", "split", "split_io")
 LP_KERNELS = ("same", "1x1x1")
 SELECTIONS = ("lowest", "highest", "none")
+# What a builder's zero-init (RESNET.ZERO_INIT_FINAL_BN) zeroes so an MTBlock starts as the identity
+# (docs/spec-decisions.md, "Zero-initialised blocks").
+ZERO_INIT_TARGETS = ("sr", "final_bn")
 
 
 class OptionError(ValueError):
@@ -133,8 +136,12 @@ class MTBlockOptions(MTConvOptions):
         cell: recurrent cell of Squeeze-and-Recursion, one of ``layers.CELLS`` (Table VIb).
         sr_layers: recurrent layers of SR (the text: 2).
         last_act: ReLU after the block's last MTConv (the text) or none (projection convention).
+        zero_init: what a builder's zero-init (``RESNET.ZERO_INIT_FINAL_BN``) zeroes: "sr" (Squeeze and
+            Recursion's output, every weight still learns) or "final_bn" (the last MTConv's BNs, X3D's rule;
+            with ``last_act`` nothing in the block would ever get a gradient). See :class:`MTBlock`.
     """
 
     cell: str = _option("gru", "CELL", CELLS)
     sr_layers: int = _option(2, "SR_LAYERS")
     last_act: bool = _option(True, "LAST_MTCONV_ACT")
+    zero_init: str = _option("sr", "ZERO_INIT", ZERO_INIT_TARGETS)

@@ -56,6 +56,34 @@ class SqueezeRecursion(nn.Module):
         """Re-draw the recurrent weights with the documented uniform init."""
         self.rnn.reset_parameters()
 
+    @torch.no_grad()
+    def zero_init_output(self) -> None:
+        """Make the top layer's outputs exactly 0 for every input, so ``x * h`` is 0 and a residual block
+        built on SR starts as the identity, while every recurrent weight still receives a gradient.
+
+        The top layer's candidate (GRU ``n``, LSTM ``g``, RNN pre-activation) loses its input weights and its
+        biases; with h_0 = 0 (and c_0 = 0) the candidate is tanh(0) = 0 at every step, so h_t stays 0. The
+        gradient of the loss w.r.t. those zeroed input weights is (dL/dh_t)(1 - z_t) x_t (GRU; i_t o_t x_t for
+        the LSTMs, x_t for the RNN), with x_t the lower layer's (or SR's pooled) input: nonzero whenever the
+        block's input is. Lower layers keep their init (docs/spec-decisions.md, "zero-initialised blocks").
+        """
+        top = self.num_layers - 1
+        rnn, hidden = self.rnn, self.channels
+        if self.cell == "gru":  # gate rows (r, z, n)
+            rows = slice(2 * hidden, 3 * hidden)
+            names = ("weight_ih", "bias_ih", "bias_hh")
+        elif self.cell == "lstm":  # (i, f, g, o)
+            rows = slice(2 * hidden, 3 * hidden)
+            names = ("weight_ih", "bias_ih", "bias_hh")
+        elif self.cell == "lstm_peephole":  # (i, f, g, o), one bias
+            rows = slice(2 * hidden, 3 * hidden)
+            names = ("weight_ih", "bias")
+        else:  # tanh RNN: one candidate
+            rows = slice(0, hidden)
+            names = ("weight_ih", "bias_ih", "bias_hh")
+        for name in names:
+            getattr(rnn, f"{name}_l{top}")[rows].zero_()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, C, T, H, W). Returns x scaled per (n, c, t) by the recurrent outputs, same shape and dtype."""
         dtype = self.rnn.weight_hh_l0.dtype

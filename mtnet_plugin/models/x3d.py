@@ -204,7 +204,9 @@ def init_weights(model: nn.Module, *, fc_init_std: float = 0.01, zero_init_final
     Conv3d: MSRA fill (kaiming normal, fan_out, ReLU gain; bias 0). BatchNorm: weight 1, bias 0, weight 0
     for a BN marked ``transform_final_bn`` when ``zero_init_final_bn``. Linear: normal(0, fc_init_std),
     bias 0. Modules marked ``keep_init = True`` (and everything under them) keep the initialisation
-    their constructor gave them: MTNet marks its recurrent units so (see ``mtnet.py``).
+    their constructor gave them: MTNet marks its recurrent units so (see ``mtnet.py``). With
+    ``zero_init_final_bn``, a module marked ``transform_final = True`` has its ``zero_init_output()`` called
+    last (MTBlock's Squeeze and Recursion: the block's output starts at 0 where a gradient still flows).
     """
     skipped = set()
     for module in model.modules():
@@ -224,6 +226,10 @@ def init_weights(model: nn.Module, *, fc_init_std: float = 0.01, zero_init_final
             nn.init.normal_(module.weight, mean=0.0, std=fc_init_std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+    if zero_init_final_bn:
+        for module in model.modules():
+            if getattr(module, "transform_final", False):
+                module.zero_init_output()
 
 
 def x3d_parts(
