@@ -122,3 +122,25 @@ def test_mtnet_node_is_derived_from_the_model_options():
     with pytest.raises(ConfigError, match=r"^MTNET.SYMMETRIC_POOL = True"):
         validate_cfg(cfg, check_devices=False)
     validate_cfg(_cfg(MTNET__SYMMETRIC_POOL=True, MTNET__SELECTION="none"), check_devices=False)
+
+
+def test_zeroed_final_bns_followed_by_relu_are_rejected_naming_both_keys():
+    """That combination builds MTBlocks in which no parameter ever gets a gradient (tests/test_configs_gradients.py)."""
+    bad = _cfg(MTNET__ZERO_INIT="final_bn", MTNET__LAST_MTCONV_ACT=True, RESNET__ZERO_INIT_FINAL_BN=True)
+    with pytest.raises(ConfigError) as err:
+        validate_cfg(bad)
+    for key in ("MTNET.ZERO_INIT", "MTNET.LAST_MTCONV_ACT", "RESNET.ZERO_INIT_FINAL_BN"):
+        assert key in str(err.value)
+    for ok in (dict(MTNET__ZERO_INIT="final_bn", MTNET__LAST_MTCONV_ACT=False),
+               dict(MTNET__ZERO_INIT="final_bn", RESNET__ZERO_INIT_FINAL_BN=False),
+               dict(MTNET__ZERO_INIT="sr", RESNET__ZERO_INIT_FINAL_BN=True)):
+        validate_cfg(_cfg(**ok))
+    with pytest.raises(ConfigError, match="MTNET.ZERO_INIT"):
+        validate_cfg(_cfg(MTNET__ZERO_INIT="bn"))
+
+
+def test_checkpoint_min_loaded_share_is_a_share():
+    validate_cfg(_cfg(TRAIN__CHECKPOINT_MIN_LOADED_SHARE=0.0))
+    for bad in (1.5, -0.1):
+        with pytest.raises(ConfigError, match="TRAIN.CHECKPOINT_MIN_LOADED_SHARE"):
+            validate_cfg(_cfg(TRAIN__CHECKPOINT_MIN_LOADED_SHARE=bad))

@@ -240,3 +240,42 @@ def test_failed_checkpoint_write_names_the_file_and_leaves_nothing(tmp_path, mon
     assert "\n" not in message and "bytes free in" in message and "TRAIN.AUTO_RESUME" in message
     assert err.value.__cause__ is error
     assert os.listdir(ck.checkpoint_dir(str(tmp_path))) == []
+
+
+def test_loaded_share_is_logged_and_a_small_share_is_refused_unless_asked(tmp_path, caplog):
+    """A checkpoint filling less than min_loaded_share of the parameters stops the run naming the file and the
+    share; 0 (TRAIN.CHECKPOINT_MIN_LOADED_SHARE 0) loads it partially; a new head for another class count is
+    fine-tuning and loads, saying the head was re-initialised."""
+
+    class Big(Net):
+        def __init__(self, num_classes=3):
+            super().__init__(num_classes)
+            self.body = nn.Conv3d(4, 4, 3)  # 432 + 4 of the 475 parameters (with 3 classes)
+
+    net, _ = _trained()  # conv, bn, head only: 16 + 8 + 15 of Big's 475 elements = 8.2 %
+    target = Big()
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    key = "TRAIN.CHECKPOINT_FILE_PATH"
+    with pytest.raises(ck.CheckpointError) as err:
+        ck.load_checkpoint("small.pyth", target, ckpt={"model_state": net.state_dict()}, key=key,
+                           min_loaded_share=0.5)
+    msg = str(err.value)
+    assert f"{key} = small.pyth" in msg and "8.2%" in msg and "TRAIN.CHECKPOINT_MIN_LOADED_SHARE" in msg
+    assert _unchanged(target, before)
+    with caplog.at_level(logging.INFO):
+        ck.load_checkpoint("small.pyth", target, ckpt={"model_state": net.state_dict()}, key=key,
+                           min_loaded_share=0.0)
+    assert any("8.2% of its parameters" in r.getMessage() for r in caplog.records)
+    torch.testing.assert_close(target.conv.weight, net.conv.weight)
+    # another class count: 3 -> 7 classes, everything but the head (35 of 495 elements) loads: 92.9 %
+    source = Big(3)
+    finetune = Big(7)
+    head = finetune.head.weight.detach().clone()
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        ck.load_checkpoint("hacs.pyth", finetune, ckpt={"model_state": source.state_dict()}, key=key,
+                           min_loaded_share=0.5)
+    torch.testing.assert_close(finetune.body.weight, source.body.weight)
+    torch.testing.assert_close(finetune.head.weight, head)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "92.9% of its parameters" in text and "Re-initialised" in text and "head.weight" in text

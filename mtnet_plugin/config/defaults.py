@@ -71,6 +71,10 @@ def _add_train(cfg: CfgNode) -> None:
     cfg.TRAIN.CHECKPOINT_EPOCH_RESET = False
     # Name prefixes stripped from checkpoint parameter names before loading.
     cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = ()
+    # Refuse a CHECKPOINT_FILE_PATH that fills less than this share of the model's parameter elements (a
+    # checkpoint of another model); a classifier re-initialised for another class count is a small share.
+    # 0 accepts any partial load (engine/checkpoint.py, docs/recipes.md).
+    cfg.TRAIN.CHECKPOINT_MIN_LOADED_SHARE = 0.5
     # Train with automatic mixed precision (float16 autocast + grad scaler).
     cfg.TRAIN.MIXED_PRECISION = False
     # Inflate parameters from an image model at initialisation.

@@ -163,6 +163,21 @@ def _check_mtnet(cfg: CfgNode) -> None:
         MTBlockOptions.from_node(cfg.MTNET)
     except OptionError as e:
         _fail(f"MTNET.{MTBlockOptions.config_key(e.name)}", e.value, e.why)
+    # Zeroed BN weights followed by a ReLU get a zero gradient forever (ReLU'(0) = 0): no parameter of any
+    # MTBlock would ever learn (docs/spec-decisions.md, "Zero-initialised blocks").
+    if (cfg.MTNET.get("ZERO_INIT") == "final_bn" and cfg.MTNET.get("LAST_MTCONV_ACT", True)
+            and cfg.RESNET.ZERO_INIT_FINAL_BN):
+        _fail("MTNET.ZERO_INIT", "final_bn",
+              "with RESNET.ZERO_INIT_FINAL_BN True and MTNET.LAST_MTCONV_ACT True, the zeroed BNs of every "
+              "MTBlock's last MTConv feed a ReLU whose gradient at 0 is 0, so no MTBlock parameter ever gets a "
+              "gradient; use MTNET.ZERO_INIT sr (the default), MTNET.LAST_MTCONV_ACT False or "
+              "RESNET.ZERO_INIT_FINAL_BN False")
+
+
+def _check_checkpoint(cfg: CfgNode) -> None:
+    share = _num(cfg, "TRAIN.CHECKPOINT_MIN_LOADED_SHARE", 0)
+    if share > 1:
+        _fail("TRAIN.CHECKPOINT_MIN_LOADED_SHARE", share, "must be in [0, 1] (a share of the model's parameters)")
 
 
 def _check_model_name(cfg: CfgNode, model_name: Optional[str], registered: Optional[Iterable[str]]) -> None:
@@ -220,6 +235,7 @@ def validate_cfg(cfg: CfgNode, *, check_devices: bool = True, model_name: Option
     _check_data(cfg)
     _check_model(cfg)
     _check_mtnet(cfg)
+    _check_checkpoint(cfg)
     _check_model_name(cfg, model_name, registered_models)
     _check_solver(cfg)
     return cfg

@@ -21,7 +21,11 @@ taken over with a warning.
 
 A checkpoint the config names (``TRAIN/TEST.CHECKPOINT_FILE_PATH``) that cannot be read, is not a checkpoint, or
 matches none of the model's tensors is an error naming the file and the key (:class:`CheckpointError`), raised at
-start; a partial match (a new head for fine-tuning) loads with warnings, as in PySlowFast.
+start. A partial match loads with warnings, as in PySlowFast, and the log states the share of the model's parameter
+elements it filled; below ``min_loaded_share`` (``TRAIN.CHECKPOINT_MIN_LOADED_SHARE`` for the file
+``TRAIN.CHECKPOINT_FILE_PATH`` names) it is an error instead, so a checkpoint of another model cannot pass as
+fine-tuning. A classifier that differs only in its class count keeps its fresh initialisation and, being a small
+share of the model, loads (docs/recipes.md).
 """
 import errno
 import json
@@ -510,20 +514,51 @@ def match_model_state(model: nn.Module, state: dict, clear_name_patterns=()) -> 
     return matched, report
 
 
+def loaded_share(model: nn.Module, matched: dict) -> float:
+    """Share of the model's parameter elements (not buffers) that ``matched`` fills, in [0, 1]."""
+    params = dict(unwrap(model).named_parameters())
+    total = sum(p.numel() for p in params.values())
+    return sum(p.numel() for name, p in params.items() if name in matched) / max(total, 1)
+
+
 def load_model_state(model: nn.Module, state: dict, clear_name_patterns=()) -> "dict[str, list]":
     """Shape-matched, non-strict loading of ``state`` into ``model`` (facts §8), logging what did not load.
 
     Returns:
-        :func:`match_model_state`'s report.
+        :func:`match_model_state`'s report, plus ``"share"``: :func:`loaded_share` of what was loaded.
     """
     matched, report = match_model_state(model, state, clear_name_patterns)
     unwrap(model).load_state_dict(matched, strict=False)
     total = len(matched) + len(report["missing"])
-    logger.info("Loaded %d/%d tensors of the model from the checkpoint", len(matched), total)
-    for kind in ("shape_mismatch", "unexpected", "missing"):
+    report["share"] = loaded_share(model, matched)
+    logger.info("Loaded %d/%d tensors of the model from the checkpoint: %.1f%% of its parameters", len(matched),
+                total, 100 * report["share"])
+    if report["shape_mismatch"]:
+        logger.warning("Re-initialised, the checkpoint's shape differs (e.g. a classifier for another class count; "
+                       "%d): %s", len(report["shape_mismatch"]), ", ".join(report["shape_mismatch"]))
+    for kind in ("unexpected", "missing"):
         if report[kind]:
             logger.warning("Not loaded (%s, %d): %s", kind, len(report[kind]), ", ".join(report[kind]))
     return report
+
+
+def check_loaded_share(path: str, ckpt: dict, model: nn.Module, min_share: float, clear_name_patterns=(),
+                       key: str = "") -> float:
+    """The share :func:`loaded_share` that ``ckpt`` would fill; an error when it is below ``min_share``.
+
+    Raises:
+        CheckpointError: naming the file, the key, the share and ``TRAIN.CHECKPOINT_MIN_LOADED_SHARE``.
+    """
+    matched, report = match_model_state(model, ckpt["model_state"], clear_name_patterns)
+    share = loaded_share(model, matched)
+    if share < min_share:
+        raise CheckpointError(
+            f"{_named(path, key)} fills only {100 * share:.1f}% of the model's parameters ({len(matched)} of "
+            f"{len(matched) + len(report['missing'])} tensors), below TRAIN.CHECKPOINT_MIN_LOADED_SHARE "
+            f"({min_share:g}): is it a checkpoint of another model? Not loaded: {_first(report['missing'])}. "
+            f"To start from it anyway, set TRAIN.CHECKPOINT_MIN_LOADED_SHARE 0"
+        )
+    return share
 
 
 def check_fits_model(path: str, ckpt: dict, model: nn.Module, clear_name_patterns=(), key: str = "") -> None:
@@ -557,6 +592,7 @@ def load_checkpoint(
     restore_rng: bool = False,
     ckpt: Optional[dict] = None,
     key: str = "",
+    min_loaded_share: float = 0.0,
 ) -> int:
     """Load a checkpoint (ours or PySlowFast's ``.pyth``) into ``model`` and, unless ``epoch_reset``, the rest.
 
@@ -569,19 +605,23 @@ def load_checkpoint(
         restore_rng: restore the RNG state saved in the file (auto-resume).
         ckpt: the already-loaded dict.
         key: the config key that named ``path`` (``TRAIN.CHECKPOINT_FILE_PATH``), quoted in errors.
+        min_loaded_share: refuse (nothing loaded) a file that fills a smaller share of the model's parameter
+            elements (:func:`check_loaded_share`).
 
     Returns:
         The 0-based epoch stored in the file, or -1 with ``epoch_reset`` or when it has none.
 
     Raises:
-        FileNotFoundError, CheckpointError: see :func:`open_checkpoint` and :func:`check_fits_model`; nothing is
-        loaded then.
+        FileNotFoundError, CheckpointError: see :func:`open_checkpoint`, :func:`check_fits_model` and
+        :func:`check_loaded_share`; nothing is loaded then.
     """
     if ckpt is None:
         ckpt = open_checkpoint(path, key)
     elif not isinstance(ckpt, dict) or "model_state" not in ckpt:
         raise CheckpointError(f"{_named(path, key)}: not a checkpoint (a dict with 'model_state')")
     check_fits_model(path, ckpt, model, clear_name_patterns, key)
+    if min_loaded_share > 0:
+        check_loaded_share(path, ckpt, model, min_loaded_share, clear_name_patterns, key)
     logger.info("Loading checkpoint %s", path)
     report = load_model_state(model, ckpt["model_state"], clear_name_patterns)
     if epoch_reset or "epoch" not in ckpt:

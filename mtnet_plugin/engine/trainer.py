@@ -157,6 +157,7 @@ class Trainer:
                 cfg.TRAIN.CHECKPOINT_FILE_PATH, self.model, self.optimizer, self.scaler,
                 epoch_reset=cfg.TRAIN.CHECKPOINT_EPOCH_RESET,
                 clear_name_patterns=tuple(cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN), key="TRAIN.CHECKPOINT_FILE_PATH",
+                min_loaded_share=cfg.TRAIN.CHECKPOINT_MIN_LOADED_SHARE,
             )
             return epoch + 1
         return 0
