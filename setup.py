@@ -47,7 +47,7 @@ setup(
         # The export tests check ONNX parity through onnxruntime; without these they skip that part. The test extra
         # brings every optional extra so CI tests each optional path.
         "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1", "pytorchvideo>=0.1.5",
-                 "tensorboard>=2.14"],
+                 "tensorboard>=2.14", "submitit>=1.5"],
         "export": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
         # tools/submit.py: SLURM submission through submitit (tools/slurm_train.sh needs nothing)
         "cluster": ["submitit>=1.5"],

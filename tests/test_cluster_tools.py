@@ -46,6 +46,7 @@ def _one_run_of_two_processes(out):
     assert [os.path.basename(p) for p in list_checkpoints(out)] == ["checkpoint_epoch_00001.pyth"]
 
 
+@pytest.mark.slow  # two processes training a tiny model
 def test_slurm_train_sh_runs_one_group_of_tasks(tmp_path, make_video):
     cfg, out = _cfg(tmp_path, make_video)
     bin_dir, logs = tmp_path / "bin", tmp_path / "logs"
@@ -72,6 +73,7 @@ def test_slurm_train_sh_without_config_explains_usage():
     assert proc.returncode == 2 and "usage: sbatch" in proc.stderr
 
 
+@pytest.mark.slow  # two processes training a tiny model
 def test_submit_py_local_executor_runs_two_tasks_as_one_group(tmp_path, make_video):
     pytest.importorskip("submitit")
     cfg, out = _cfg(tmp_path, make_video)

@@ -93,6 +93,7 @@ def _cfg(tmp_path, make_video, epochs=1):
     return cfg, out
 
 
+@pytest.mark.slow  # two processes training a tiny model
 def test_two_slurm_tasks_form_one_group_and_only_rank0_writes_checkpoints(tmp_path, make_video):
     cfg, out = _cfg(tmp_path, make_video)
     codes, outs, spy = _srun(tmp_path, cfg)
@@ -108,6 +109,7 @@ def test_two_slurm_tasks_form_one_group_and_only_rank0_writes_checkpoints(tmp_pa
     assert sorted(os.listdir(spy)) == ["saved_by_rank0"]  # rank 1 never wrote a checkpoint
 
 
+@pytest.mark.slow  # two processes training a tiny model
 def test_rank0_checkpoint_write_failure_stops_every_rank(tmp_path, make_video):
     cfg, out = _cfg(tmp_path, make_video)
     codes, outs, _ = _srun(tmp_path, cfg, timeout=180, fill_up_rank0=True)
@@ -118,6 +120,7 @@ def test_rank0_checkpoint_write_failure_stops_every_rank(tmp_path, make_video):
     assert "could not write checkpoint" in outs[1]
 
 
+@pytest.mark.slow  # two processes training a tiny model
 def test_a_rank_failing_mid_epoch_stops_the_others_naming_it(tmp_path, make_video):
     cfg, out = _cfg(tmp_path, make_video, epochs=2)
     codes, outs, _ = _srun(tmp_path, cfg, timeout=180, fail_rank1=True)
