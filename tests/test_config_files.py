@@ -3,6 +3,7 @@ import glob
 import os
 
 import pytest
+import yaml
 
 from mtnet_plugin.config import load_config, validate_cfg
 from mtnet_plugin.models import MODEL_REGISTRY, registered_names
@@ -21,9 +22,34 @@ def test_the_configs_the_issue_asks_for_exist():
         assert f"Kinetics/X3D_{size}.yaml" in FILES and f"HACS/X3D_{size}.yaml" in FILES
 
 
+def _leaves(data, prefix=""):
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        elif key != "_BASE_":
+            yield f"{prefix}{key}", value
+
+
+def _same(a, b):
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return a == pytest.approx(b)
+    return a == b
+
+
 @pytest.mark.parametrize("name", [f for f in FILES if f.startswith("_base_")])
-def test_base_fragment_loads(name):
-    load_config([os.path.join(ROOT, name)])
+def test_base_fragment_loads_with_the_values_it_sets(name):
+    path = os.path.join(ROOT, name)
+    cfg = load_config([path])
+    with open(path) as f:
+        values = dict(_leaves(yaml.safe_load(f) or {}))
+    assert values, f"{name} sets nothing"
+    for key, value in values.items():
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        assert _same(node, value), f"{name}: {key} is {node!r} after loading, the file says {value!r}"
 
 
 @pytest.mark.parametrize("name", [f for f in FILES if not f.startswith("_base_")])

@@ -16,8 +16,10 @@ def _cfg(**overrides):
     return cfg
 
 
-def test_defaults_are_valid():
-    assert validate_cfg(_cfg()) is not None
+def test_defaults_are_valid_and_left_unchanged():
+    cfg = _cfg()
+    before = cfg.dump()
+    assert validate_cfg(cfg) is cfg and cfg.dump() == before
 
 
 @pytest.mark.parametrize(
@@ -53,6 +55,9 @@ def test_defaults_are_valid():
         ({"TRAIN__NONFINITE_GRAD": "ignore"}, "TRAIN.NONFINITE_GRAD"),
         ({"TRAIN__NONFINITE_GRAD_MAX_SKIPS": -1}, "TRAIN.NONFINITE_GRAD_MAX_SKIPS"),
         ({"TRAIN__PREEMPT_SIGNALS": ["SIGKILL"]}, "TRAIN.PREEMPT_SIGNALS"),  # cannot be handled
+        ({"MODEL__HEAD_ACT": "relu"}, "MODEL.HEAD_ACT"),
+        ({"SOLVER__LR_POLICY": "steps_with_relative_lrs", "SOLVER__STEPS": [0, 400], "SOLVER__LRS": [1, 0.1]},
+         "SOLVER.STEPS"),  # past MAX_EPOCH (300)
     ],
 )
 def test_impossible_values_name_the_key(overrides, key):
@@ -63,7 +68,24 @@ def test_impossible_values_name_the_key(overrides, key):
 
 def test_batch_divisible_per_process_not_per_shard():
     # PySlowFast's per-process batch is BATCH_SIZE / max(1, NUM_GPUS); NUM_SHARDS multiplies the global batch.
-    validate_cfg(_cfg(NUM_GPUS=2, NUM_SHARDS=3, TRAIN__BATCH_SIZE=4, TEST__BATCH_SIZE=2), check_devices=False)
+    cfg = _cfg(NUM_GPUS=2, NUM_SHARDS=3, TRAIN__BATCH_SIZE=4, TEST__BATCH_SIZE=2)
+    assert validate_cfg(cfg, check_devices=False) is cfg  # 4 is not divisible by the 3 shards: fine
+    with pytest.raises(ConfigError, match=r"^TRAIN.BATCH_SIZE = 3: must be divisible by NUM_GPUS \(2\)"):
+        validate_cfg(_cfg(NUM_GPUS=2, NUM_SHARDS=3, TRAIN__BATCH_SIZE=3, TEST__BATCH_SIZE=2), check_devices=False)
+
+
+@pytest.mark.parametrize("steps, lrs, max_epoch", [
+    ([0, 41, 49], [1, 0.1, 0.01, 0.001, 0.0001, 0.00001], 57),  # more rates than steps (Charades, SSv2, stepwise)
+    ([0, 16, 24, 28, 32], [1, 0.1, 0.01, 0.001], 32),  # the last step is MAX_EPOCH: it needs no rate
+    ([0, 5], [1, 0.1], 10),
+])
+def test_step_schedules_pyslowfast_accepts_are_valid(steps, lrs, max_epoch):
+    cfg = _cfg(SOLVER__LR_POLICY="steps_with_relative_lrs", SOLVER__STEPS=steps, SOLVER__LRS=lrs,
+               SOLVER__MAX_EPOCH=max_epoch, SOLVER__WARMUP_EPOCHS=0.0)
+    assert validate_cfg(cfg, check_devices=False) is cfg
+    cfg.SOLVER.LRS = lrs[: len([s for s in steps if s < max_epoch]) - 1]  # one rate short: an epoch has none
+    with pytest.raises(ConfigError, match=r"^SOLVER.LRS "):
+        validate_cfg(cfg, check_devices=False)
 
 
 def test_more_gpus_than_devices_is_rejected(monkeypatch):

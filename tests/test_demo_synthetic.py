@@ -59,7 +59,11 @@ def test_demo_config_generates_trains_and_runs_the_30_view_test(tmp_path):
     res = json.load(open(os.path.join(out, "test_results.json")))
     assert res["num_videos"] == 4 and res["num_views"] == 30 and res["failed_videos"] == []
     assert 0.0 <= res["mean_class_acc"] <= 100.0 and res["top1"] in (0.0, 25.0, 50.0, 75.0, 100.0)
-    assert res["top5"] == 100.0  # top-k is capped at the 4 classes, which always contain the label
+    # "top5" is the top-min(5, C) accuracy: with 4 classes each video's top-4 lists every class once
+    assert res["top5_k"] == 4
+    assert res["mean_class_acc"] == pytest.approx(res["top1"])  # one test video per class
+    assert all(sorted(v["topk_classes"]) == [0, 1, 2, 3] for v in res["per_video"])
+    assert res["top5"] == pytest.approx(100.0 * sum(v["label"] in v["topk_classes"] for v in res["per_video"]) / 4)
     labels = {os.path.normpath(p): int(y) for p, y in test_rows}
     assert sorted(labels[os.path.normpath(v["path"])] for v in res["per_video"]) == [0, 1, 2, 3]
     for v in res["per_video"]:

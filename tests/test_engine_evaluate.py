@@ -84,8 +84,9 @@ def test_top1_top5_with_six_classes_and_a_fully_failed_video():
     assert res["mean_class_acc"] == pytest.approx(100 * 0.5 / 3)
 
 
+@pytest.mark.parametrize("act", ["softmax", "sigmoid"])
 def test_test_harness_names_a_corrupt_and_a_missing_file_and_matches_a_slow_reference(
-        tmp_path, make_video, caplog):
+        tmp_path, make_video, caplog, act):
     data_dir = write_class_videos(make_video, splits=("test",), per_class=1, num_frames=6, width=40)
     corrupt = os.path.join(data_dir, "videos", "corrupt.mp4")
     with open(corrupt, "wb") as f:
@@ -94,7 +95,8 @@ def test_test_harness_names_a_corrupt_and_a_missing_file_and_matches_a_slow_refe
     with open(os.path.join(data_dir, "test.csv"), "a") as f:
         f.write(f"{corrupt} 0\n{missing} 1\n")
     cfg = tiny_cfg(tmp_path, data_dir, TEST={"ENABLE": True, "NUM_ENSEMBLE_VIEWS": 2, "NUM_SPATIAL_CROPS": 3,
-                                              "BATCH_SIZE": 4}, DATA={"ENSEMBLE_METHOD": "max"})
+                                              "BATCH_SIZE": 4}, DATA={"ENSEMBLE_METHOD": "max"},
+                   MODEL={"HEAD_ACT": act})
     torch.manual_seed(1)
     model = build_model(cfg)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -113,7 +115,8 @@ def test_test_harness_names_a_corrupt_and_a_missing_file_and_matches_a_slow_refe
     with torch.no_grad():
         for i in range(12):  # the two good videos x 6 views
             sample = dataset[i]
-            probs = F.softmax(model(sample["inputs"][None]), dim=1)[0]
+            logits = model(sample["inputs"][None])
+            probs = (F.softmax(logits, dim=1) if act == "softmax" else torch.sigmoid(logits))[0]
             ref[sample["video_idx"]] = torch.maximum(ref.get(sample["video_idx"], probs), probs)
     for entry in res["per_video"]:
         expected = ref[entry["video_idx"]]

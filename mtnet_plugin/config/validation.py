@@ -146,13 +146,10 @@ def _check_model(cfg: CfgNode) -> None:
     known = list(cfg.MODEL.SINGLE_PATHWAY_ARCH) + list(cfg.MODEL.MULTI_PATHWAY_ARCH)
     if arch not in known:
         _fail("MODEL.ARCH", arch, f"unknown arch; known: {known} (MODEL.SINGLE_PATHWAY_ARCH / MULTI_PATHWAY_ARCH)")
+    _choice(cfg, "MODEL.HEAD_ACT", ("softmax", "sigmoid", "none"))  # engine/evaluate.py applies it to test scores
     rate = _num(cfg, "MODEL.DROPOUT_RATE", 0)
     if rate >= 1:
         _fail("MODEL.DROPOUT_RATE", rate, "must be < 1")
-    _int(cfg, "RESNET.NUM_GROUPS", 1)
-    width = _int(cfg, "RESNET.WIDTH_PER_GROUP", 1)
-    if width % cfg.RESNET.NUM_GROUPS:
-        _fail("RESNET.WIDTH_PER_GROUP", width, f"must be divisible by RESNET.NUM_GROUPS ({cfg.RESNET.NUM_GROUPS})")
 
 
 def _check_mtnet(cfg: CfgNode) -> None:
@@ -207,13 +204,30 @@ def _check_solver(cfg: CfgNode) -> None:
         if end >= base_lr:
             _fail("SOLVER.COSINE_END_LR", end, f"must be < SOLVER.BASE_LR ({base_lr})")
     elif not cfg.MULTIGRID.LONG_CYCLE:  # a long cycle fills STEPS / LRS in itself
-        steps, lrs = list(cfg.SOLVER.STEPS), list(cfg.SOLVER.LRS)
-        if not steps:
-            _fail("SOLVER.STEPS", steps, "steps_with_relative_lrs needs the epochs of its steps")
-        if len(lrs) != len(steps):
-            _fail("SOLVER.LRS", lrs, f"needs one relative rate per entry of SOLVER.STEPS ({len(steps)})")
-        if list(steps) != sorted(steps) or steps[-1] > max_epoch:
-            _fail("SOLVER.STEPS", steps, f"must be increasing and <= SOLVER.MAX_EPOCH ({max_epoch})")
+        _check_steps(cfg, max_epoch)
+
+
+def _check_steps(cfg: CfgNode, max_epoch: int) -> None:
+    """``steps_with_relative_lrs`` as PySlowFast reads it (engine/lr_policy.py): epoch ``e`` gets ``LRS[i]`` with ``i``
+    the last index of ``STEPS + [MAX_EPOCH]`` that is ``<= e``. So ``LRS`` needs one rate for each step below
+    ``MAX_EPOCH``; further rates are never reached (PySlowFast's stock Charades / SSv2 / Kinetics stepwise configs
+    list six for three or four steps), and a last step equal to ``MAX_EPOCH`` needs none (its AVA fine-tuning ones).
+    """
+    steps, lrs = list(cfg.SOLVER.STEPS), list(cfg.SOLVER.LRS)
+    if not steps:
+        _fail("SOLVER.STEPS", steps, "steps_with_relative_lrs needs the epochs of its steps")
+    if not all(isinstance(s, numbers.Real) and not isinstance(s, bool) for s in steps) or steps != sorted(steps) \
+            or steps[-1] > max_epoch:
+        _fail("SOLVER.STEPS", steps, f"must be increasing epochs <= SOLVER.MAX_EPOCH ({max_epoch})")
+    if not all(isinstance(r, numbers.Real) and not isinstance(r, bool) and r >= 0 for r in lrs):
+        _fail("SOLVER.LRS", lrs, "must list relative rates >= 0")
+    reached = sum(1 for s in steps if s < max_epoch)
+    if len(lrs) < reached:
+        _fail("SOLVER.LRS", lrs, f"needs a relative rate for each of the {reached} SOLVER.STEPS below SOLVER.MAX_EPOCH "
+                                 f"({max_epoch}), has {len(lrs)}")
+    if steps[0] > 0:
+        logger.warning("SOLVER.STEPS starts at epoch %s: epochs before it use SOLVER.LRS[0] (PySlowFast would index "
+                       "LRS[-1] there); start STEPS at 0 to say what you mean", steps[0])
 
 
 def validate_cfg(cfg: CfgNode, *, check_devices: bool = True, model_name: Optional[str] = None,

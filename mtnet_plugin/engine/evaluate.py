@@ -1,12 +1,13 @@
-"""Multi-view testing (facts §5): every view of every video, softmax per view, aggregated per video.
+"""Multi-view testing (facts §5): every view of every video, ``MODEL.HEAD_ACT`` per view, aggregated per video.
 
 ``run_test(cfg)`` loads the weights (``TEST.CHECKPOINT_FILE_PATH``, else the last intact checkpoint in
 ``OUTPUT_DIR/checkpoints``, else ``TRAIN.CHECKPOINT_FILE_PATH``, else a loud warning about random weights), runs
 the test split (``TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS`` views a video; 10 x 3 is the paper's 30-view
 protocol), and writes ``OUTPUT_DIR/test_results.json`` plus ``confusion_matrix.png``.
 
-Aggregation (``DATA.ENSEMBLE_METHOD``): ``sum`` adds the views' softmax vectors, ``max`` takes their element-wise
-maximum. Views that failed to decode are left out; a video none of whose views decoded is listed in
+Each view's logits become scores through ``MODEL.HEAD_ACT``, as PySlowFast's heads do in eval mode: ``softmax``
+(the default), ``sigmoid`` (multi-label configs such as Charades') or ``none`` (the logits). Aggregation
+(``DATA.ENSEMBLE_METHOD``): ``sum`` adds the views' score vectors, ``max`` takes their element-wise maximum. Views that failed to decode are left out; a video none of whose views decoded is listed in
 ``failed_videos`` and is not scored (metrics are over the ``num_videos`` videos that were scored).
 Under DDP each rank predicts its shard; predictions are gathered and de-duplicated by sample index (the
 DistributedSampler pads the last shard).
@@ -63,18 +64,35 @@ def aggregate_views(probs: torch.Tensor, video_idx: torch.Tensor, num_videos: in
     return scores, views
 
 
+HEAD_ACTS = ("softmax", "sigmoid", "none")
+
+
+def head_activation(logits: torch.Tensor, act: str = "softmax") -> torch.Tensor:
+    """Scores of (N, C) ``logits`` under ``MODEL.HEAD_ACT`` ``act``: softmax over classes, sigmoid, or the logits."""
+    if act == "softmax":
+        return F.softmax(logits, dim=1)
+    if act == "sigmoid":
+        return torch.sigmoid(logits)
+    if act == "none":
+        return logits
+    raise ValueError(f"MODEL.HEAD_ACT must be one of {list(HEAD_ACTS)}, got {act!r}")
+
+
 @torch.no_grad()
-def predict_samples(model, loader, device, log_period: int = 10, split: str = "test") -> List[dict]:
-    """Softmax of every sample of ``loader``, gathered over ranks, sorted and de-duplicated by sample index.
+def predict_samples(model, loader, device, log_period: int = 10, split: str = "test",
+                    act: str = "softmax") -> List[dict]:
+    """Scores (``act``, ``MODEL.HEAD_ACT``) of every sample of ``loader``, gathered over ranks, sorted and
+    de-duplicated by sample index.
 
     Returns:
         One record per sample: ``index, video_idx, label, path, failed, failures, probs (C,) float32``.
     """
+    head_activation(torch.zeros(1, 1), act)  # an unknown name fails before any batch is loaded
     model.eval()
     records, start = [], time.perf_counter()
     num_iters = len(loader)
     with naming_worker_deaths(loader):  # a loader worker that died: name the video it was decoding
-        _predict_batches(model, loader, device, log_period, split, records, start, num_iters)
+        _predict_batches(model, loader, device, log_period, split, records, start, num_iters, act)
     merged = {}
     for part in all_gather_objects(records):
         for rec in part:
@@ -82,11 +100,11 @@ def predict_samples(model, loader, device, log_period: int = 10, split: str = "t
     return [merged[k] for k in sorted(merged)]
 
 
-def _predict_batches(model, loader, device, log_period, split, records, start, num_iters) -> None:
+def _predict_batches(model, loader, device, log_period, split, records, start, num_iters, act) -> None:
     """Append one record per sample of ``loader`` to ``records`` (runs under ``predict``'s no_grad)."""
     for it, batch in enumerate(loader):
         inputs, _ = to_device(batch, device)
-        probs = F.softmax(model(inputs).float(), dim=1).cpu()
+        probs = head_activation(model(inputs).float(), act).cpu()
         failed = batch.get("failed", torch.zeros(len(probs), dtype=torch.bool))
         failures = batch.get("failures", [])
         for i in range(len(probs)):
@@ -254,7 +272,7 @@ def run_test(cfg) -> dict:
     num_views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
     num_videos = len(loader.dataset) // num_views if hasattr(loader, "dataset") else None
     logger.info("Testing %s videos x %d views (%s aggregation)", num_videos, num_views, cfg.DATA.ENSEMBLE_METHOD)
-    records = predict_samples(model, loader, device, cfg.LOG_PERIOD, "test")
+    records = predict_samples(model, loader, device, cfg.LOG_PERIOD, "test", cfg.MODEL.HEAD_ACT)
     results = summarize(records, cfg.MODEL.NUM_CLASSES, cfg.DATA.ENSEMBLE_METHOD, num_videos)
     if results["failed_videos"]:
         logger.warning("%d video(s) could not be decoded and were not scored: %s",

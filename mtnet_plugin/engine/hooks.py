@@ -146,7 +146,8 @@ class Evaluator(HookBase):
         if self.unavailable or self.loader is None or not trainer.is_eval_epoch(trainer.epoch):
             return
         start = time.perf_counter()
-        records = predict_samples(trainer.model, self.loader, trainer.device, trainer.cfg.LOG_PERIOD, "val")
+        records = predict_samples(trainer.model, self.loader, trainer.device, trainer.cfg.LOG_PERIOD, "val",
+                                  trainer.cfg.MODEL.HEAD_ACT)
         trainer.model.train()
         num_classes = trainer.cfg.MODEL.NUM_CLASSES
         scores, labels, _, info = video_scores(records, num_classes, "sum")
