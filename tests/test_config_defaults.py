@@ -62,7 +62,7 @@ def test_get_cfg_returns_independent_trees():
     a.NONLOCAL.POOL[0][0][1] = 9
     assert b.DATA.MEAN[0] == 0.45 and b.NONLOCAL.POOL[0][0][1] == 2
     assert b.NONLOCAL.POOL[1][0][1] == 2  # the four stages do not share one list
-    # PySlowFast 287ec00 declares 339 keys; we add 7 (BN.EPSILON / MOMENTUM, SOLVER.CONV_WEIGHT_LR_MULT,
-    # DATA.DECODE_RETRIES / MAX_REPLACEMENTS, TRAIN.NONFINITE_GRAD / NONFINITE_GRAD_MAX_SKIPS / PREEMPT_SIGNALS) plus
-    # the MTNET and SYNTHETIC nodes.
-    assert len([k for k in _flat(get_cfg()) if not k.startswith(("MTNET.", "SYNTHETIC."))]) == 339 + 8
+    # PySlowFast 287ec00 declares 339 keys; we add 9 (BN.EPSILON / MOMENTUM, SOLVER.CONV_WEIGHT_LR_MULT,
+    # DATA.DECODE_RETRIES / MAX_REPLACEMENTS, TRAIN.NONFINITE_GRAD / NONFINITE_GRAD_MAX_SKIPS / PREEMPT_SIGNALS /
+    # CHECKPOINT_MIN_LOADED_SHARE) plus the MTNET and SYNTHETIC nodes.
+    assert len([k for k in _flat(get_cfg()) if not k.startswith(("MTNET.", "SYNTHETIC."))]) == 339 + 9
