@@ -33,7 +33,6 @@ json layout (what :func:`run_benchmark` returns and ``--json`` writes):
 Shape legend: N batch, T frames, S crop size.
 """
 import contextlib
-import logging
 import os
 import platform
 import statistics
@@ -51,7 +50,6 @@ from mtnet_plugin.ops import native
 
 from .loader_benchmark import format_loader, loader_report
 
-logger = logging.getLogger(__name__)
 
 PARTS = ("L conv", "P conv", "other conv", "normalisation", "activation", "SoftPool", "frame selection",
          "interpolation", "recurrent unit", "rest")

@@ -4,7 +4,6 @@ worker count) beside the model's training steps per second, so a user sees which
 Used by :mod:`mtnet_plugin.benchmarks.benchmark` (``tools/benchmark.py --loader``). The clips come from H.264
 videos with a 320 px short side that :func:`write_benchmark_videos` makes, or from a given ``train.csv``.
 """
-import logging
 import os
 import statistics
 import tempfile
@@ -13,8 +12,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
-
-logger = logging.getLogger(__name__)
 
 
 def write_benchmark_videos(directory: str, *, num_videos: int = 4, short_side: int = 320, num_frames: int = 96,

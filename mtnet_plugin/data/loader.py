@@ -8,7 +8,6 @@ so every rank gets the same count, which the test harness sees as extra views). 
 (an FFmpeg crash, an out-of-memory kill), the loader's error names the video that worker was loading.
 """
 import functools
-import logging
 import os
 import re
 import shutil
@@ -25,7 +24,6 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Samp
 from .kinetics import KineticsDataset
 from .short_cycle import ShortCycleBatchSampler
 
-logger = logging.getLogger(__name__)
 
 _DATASETS = {"kinetics": KineticsDataset}
 

@@ -38,7 +38,7 @@ import shutil
 import socket
 import time
 import uuid
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import torch
@@ -104,7 +104,7 @@ def list_checkpoints(output_dir: str, task: str = "", mid_epoch: bool = False) -
     return [os.path.join(folder, name) for _, name in sorted(found)]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: unreadable, not a checkpoint dict, or of another model."""
 
 
@@ -143,6 +143,15 @@ def open_checkpoint(path: str, key: str = "") -> dict:
     except Exception as err:
         raise CheckpointError(f"{_named(path, key)}: cannot read a checkpoint ({type(err).__name__}: {err}); "
                               "is the file complete, and a PyTorch .pyth?") from err
+    return require_model_state(ckpt, path, key)
+
+
+def require_model_state(ckpt: Any, path: str, key: str = "") -> dict:
+    """``ckpt`` itself when it is a checkpoint dict (it holds ``model_state``).
+
+    Raises:
+        CheckpointError: naming the file and the config key it came from.
+    """
     if not isinstance(ckpt, dict) or "model_state" not in ckpt:
         raise CheckpointError(f"{_named(path, key)}: not a checkpoint (a dict with 'model_state')")
     return ckpt
@@ -158,14 +167,9 @@ def last_intact_checkpoint(output_dir: str, task: str = "", mid_epoch: bool = Fa
     """
     for path in reversed(list_checkpoints(output_dir, task, mid_epoch)):
         try:
-            ckpt = read_checkpoint(path)
-        except Exception as err:  # truncated / corrupt file: fall back to an older one
-            logger.warning("Skipping unreadable checkpoint %s (%s: %s)", path, type(err).__name__, err)
-            continue
-        if not isinstance(ckpt, dict) or "model_state" not in ckpt:
-            logger.warning("Skipping %s: not a checkpoint dict with 'model_state'", path)
-            continue
-        return path, ckpt
+            return path, open_checkpoint(path)
+        except (FileNotFoundError, CheckpointError) as err:  # truncated / corrupt file: fall back to an older one
+            logger.warning("Skipping unreadable checkpoint %s: %s", path, err)
     return None, None
 
 
@@ -615,10 +619,7 @@ def load_checkpoint(
         FileNotFoundError, CheckpointError: see :func:`open_checkpoint`, :func:`check_fits_model` and
         :func:`check_loaded_share`; nothing is loaded then.
     """
-    if ckpt is None:
-        ckpt = open_checkpoint(path, key)
-    elif not isinstance(ckpt, dict) or "model_state" not in ckpt:
-        raise CheckpointError(f"{_named(path, key)}: not a checkpoint (a dict with 'model_state')")
+    ckpt = open_checkpoint(path, key) if ckpt is None else require_model_state(ckpt, path, key)
     check_fits_model(path, ckpt, model, clear_name_patterns, key)
     if min_loaded_share > 0:
         check_loaded_share(path, ckpt, model, min_loaded_share, clear_name_patterns, key)

@@ -26,7 +26,7 @@ from torch import nn
 
 from mtnet_plugin.data import VideoDecodeError, probe_video
 
-from .checkpoint import read_checkpoint
+from .checkpoint import open_checkpoint
 from .cli_values import parse_pair
 from .predict import CfgLike, VideoFilesDataset, inference_cfg, load_trained_model, resolve_checkpoint
 
@@ -170,7 +170,7 @@ def export_model(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     path = resolve_checkpoint(checkpoint, inference_cfg(cfg, opts)) if checkpoint is None else checkpoint
-    ckpt = read_checkpoint(os.fspath(path))
+    ckpt = open_checkpoint(os.fspath(path))
     run_cfg = inference_cfg(cfg, opts, ckpt)
     model = load_trained_model(run_cfg, ckpt, os.fspath(path), "cpu")
     frames, side = parse_input(input_size) if input_size else (int(run_cfg.DATA.NUM_FRAMES),

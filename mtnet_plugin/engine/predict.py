@@ -35,7 +35,7 @@ from mtnet_plugin.data import KineticsDataset, VideoDecodeError, VideoEntry, col
 from mtnet_plugin.models import MODEL_REGISTRY, build_model, registered_names
 from mtnet_plugin.models.build import model_name_from_config
 
-from .checkpoint import load_model_state, read_checkpoint
+from .checkpoint import load_model_state, open_checkpoint, require_model_state
 from .class_names import load_class_names
 from .cli_values import parse_pair
 from .distributed import device_for
@@ -112,10 +112,10 @@ def load_trained_model(cfg: CfgNode, ckpt: dict, path: str = "checkpoint",
     error (the config does not describe the checkpoint's model). Tensors the model lacks are logged and ignored.
 
     Raises:
-        ValueError: not a checkpoint dict, or it does not fit the model (names the tensors).
+        CheckpointError: not a checkpoint dict.
+        ValueError: it does not fit the model (names the tensors).
     """
-    if not isinstance(ckpt, dict) or "model_state" not in ckpt:
-        raise ValueError(f"{path} is not a checkpoint dict with 'model_state'")
+    require_model_state(ckpt, path)
     model = build_model(cfg)
     report = load_model_state(model, ckpt["model_state"], tuple(cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN))
     if report["missing"] or report["shape_mismatch"]:
@@ -261,7 +261,7 @@ def _load_for_inference(cfg: CfgLike, checkpoint: Optional[str], opts: Sequence[
     ckpt_path = checkpoint
     if ckpt_path is None:
         ckpt_path = resolve_checkpoint(None, inference_cfg(cfg, opts, views=views))
-    ckpt = read_checkpoint(os.fspath(ckpt_path))
+    ckpt = open_checkpoint(os.fspath(ckpt_path))
     run_cfg = inference_cfg(cfg, opts, ckpt, views)
     device = torch.device(device) if device is not None else device_for(run_cfg)
     model = load_trained_model(run_cfg, ckpt, os.fspath(ckpt_path), device)

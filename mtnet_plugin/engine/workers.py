@@ -8,7 +8,6 @@ latter, the video is found from the workers' breadcrumbs (``breadcrumb_dir/<pid>
 a crumb written during this loop by a process that is no longer alive.
 """
 import contextlib
-import logging
 import os
 import time
 import traceback
@@ -16,7 +15,6 @@ from typing import Dict, List, Optional
 
 from mtnet_plugin import data as mt_data
 
-logger = logging.getLogger(__name__)
 
 _TRANSFER_ERRORS = (ConnectionError, EOFError)  # a batch's shared memory fetched from a worker that died
 _WAIT_S = 3.0  # how long a dying worker may take to be gone

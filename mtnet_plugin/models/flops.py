@@ -26,7 +26,6 @@ on purpose, so ``unsupported_ops`` is empty:
 ``gflops_weighted`` (conv + linear/matmul + recurrent) is the number comparable to the X3D model zoo (which
 excludes BN); ``gflops`` is the total under the rules above.
 """
-import logging
 from typing import Any, Dict, List, Sequence
 
 import torch
@@ -34,7 +33,6 @@ from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_handles import elementwise_flop_counter, get_shape
 from torch import nn
 
-logger = logging.getLogger(__name__)
 
 CONVENTION = (
     "fvcore FlopCountAnalysis, 1 multiply-add = 1 FLOP, batch 1, one view, eval mode; conv/linear/BN "

@@ -3,6 +3,7 @@
 Shape legend: N batch, C channels, T frames, H height, W width; a window has size 2 along every pooled
 dimension of size > 1 and size 1 along the others.
 """
+import contextlib
 from typing import Sequence, Tuple
 
 import torch
@@ -53,19 +54,9 @@ def compute_dtype(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
-class _NullContext:
-    """A context manager that does nothing (stateless)."""
-
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
 def fp32_region(x: torch.Tensor):
     """Context that disables autocast for x's device when it is on, so the body runs in fp32 (spec #19)."""
     device_type = x.device.type
     if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type=device_type, enabled=False)
-    return _NullContext()
+    return contextlib.nullcontext()
