@@ -269,12 +269,17 @@ def test_kernel_matches_eager_path_under_bf16_autocast(monkeypatch, frames):
 
 
 @needs_kernel
-def test_dtypes_that_take_the_kernel():
+def test_dtypes_that_take_the_kernel(monkeypatch):
     x = torch.randn(1, 2, 2, 4, 4, generator=_gen(19))
     assert _ran_native(softpool_spatial(x.half().requires_grad_()))  # upcast to fp32 first
     assert not _ran_native(softpool_spatial(x.double().requires_grad_()))  # float64 stays eager
-    with torch.no_grad():  # no graph: the forward alone, same values
-        assert torch.equal(softpool_spatial(x), native.softpool2d_forward(x))
+    calls = []
+    kernel = native.softpool2d_forward
+    monkeypatch.setattr(native, "softpool2d_forward", lambda *a, **k: calls.append(1) or kernel(*a, **k))
+    with torch.no_grad():  # no graph: the kernel's forward alone, against Eq. 5 window by window
+        out = softpool_spatial(x)
+    assert calls, "the no-graph forward did not run the kernel"
+    torch.testing.assert_close(out.double(), _reference(x.double()), rtol=1e-5, atol=1e-6)
 
 
 # --- 6. threads -----------------------------------------------------------------------------------------
@@ -289,12 +294,16 @@ def test_two_threads_are_bitwise_equal_to_one(monkeypatch, shape):
     assert x[:, :, : t // 2].numel() >= native.MIN_PARALLEL_ELEMENTS
     if native.team_size(2) != 2:
         pytest.skip("the kernels were built without OpenMP here: they run serially")
-    teams = []  # the thread count each kernel call asked for
+    teams = []  # the thread count each C kernel call was handed (its last argument)
     real_run_planes = native._run_planes
 
     def spy(fn, args, planes, elements):
-        teams.append(torch.get_num_threads() if elements >= native.MIN_PARALLEL_ELEMENTS else 1)
-        return real_run_planes(fn, args, planes, elements)
+        def recorded(*call):
+            teams.append(call[-1])
+            return fn(*call)
+
+        recorded.__name__ = fn.__name__
+        return real_run_planes(recorded, args, planes, elements)
 
     monkeypatch.setattr(native, "_run_planes", spy)
 
@@ -395,6 +404,30 @@ def test_switched_off_by_environment(monkeypatch):
     monkeypatch.setenv("MTNET_NATIVE", "0")
     with pytest.raises(RuntimeError, match="MTNET_NATIVE"):
         native._load()
+
+
+@pytest.mark.parametrize("cc, why", [("no-such-compiler-mtnet", r"no C compiler \('no-such-compiler-mtnet' not on PATH\)"),
+                                     ("false", "failed")], ids=["no compiler", "failing compiler"])
+def test_a_build_that_fails_falls_back_to_eager_with_one_log_line(monkeypatch, tmp_path, caplog, cc, why):
+    import logging
+    import re
+
+    if shutil.which(cc) is None and cc == "false":
+        pytest.skip("no 'false' program")
+    monkeypatch.delenv("MTNET_NATIVE", raising=False)
+    monkeypatch.setenv("CC", cc)
+    monkeypatch.setenv("MTNET_NATIVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "_state", {"lib": None, "tried": False, "reason": "not built yet"})  # a new process
+    x = torch.randn(1, 2, 3, 5, 6, generator=_gen(40))
+    with caplog.at_level(logging.INFO, logger=native.__name__):
+        outs = [softpool_spatial(x.clone().requires_grad_()) for _ in range(2)]
+    lines = [r.getMessage() for r in caplog.records if "fused CPU kernels unavailable" in r.getMessage()]
+    assert len(lines) == 1, lines  # said once, not at every call
+    assert lines[0].startswith("fused CPU kernels unavailable, using eager PyTorch ops: ") and re.search(why, lines[0])
+    assert not native.available() and re.search(why, native.reason())
+    for out in outs:
+        assert not _ran_native(out)
+        torch.testing.assert_close(out.detach().double(), _reference(x.double()), rtol=1e-5, atol=1e-6)
 
 
 def test_missing_compiler_is_named(monkeypatch):

@@ -88,16 +88,22 @@ def test_adjoint_identity():
 @needs_kernel
 def test_non_contiguous_input_and_two_threads():
     gen = torch.Generator().manual_seed(3)
-    base = torch.randn(2, 6, 8, 28, 28, generator=gen)
+    base = torch.randn(2, 6, 8, 28, 28, generator=gen, requires_grad=True)
     x = base[:, 1:5]  # channel slice of a batch of 2: not contiguous
-    ref = trilinear_resize(x.contiguous(), (16, 56, 56))
+    assert not x.is_contiguous()
+    ref = F.interpolate(x.detach().double(), size=(16, 56, 56), mode="trilinear", align_corners=False)
     threads = torch.get_num_threads()
+    outs = []
     try:
-        torch.set_num_threads(2)
-        two = trilinear_resize(x, (16, 56, 56))
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outs.append(trilinear_resize(x, (16, 56, 56)))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(two, ref)  # per-plane work is the same whichever thread does it
+    one, two = outs
+    assert "Native" in type(one.grad_fn).__name__ and "Native" in type(two.grad_fn).__name__  # the kernel ran
+    torch.testing.assert_close(one.detach().double(), ref, atol=1e-5, rtol=1e-5)  # an independent reference
+    assert torch.equal(two, one)  # per-plane work is the same whichever thread does it
 
 
 def test_same_size_is_returned_as_is_and_other_dtypes_use_interpolate():
@@ -111,11 +117,14 @@ def test_same_size_is_returned_as_is_and_other_dtypes_use_interpolate():
     assert trilinear_resize(h, (4, 6, 6)).dtype == torch.bfloat16
 
 
+@needs_kernel
 def test_eager_fallback_gives_the_same_values(monkeypatch):
-    x = torch.randn(1, 3, 4, 7, 7, generator=torch.Generator().manual_seed(4))
+    x = torch.randn(1, 3, 4, 7, 7, generator=torch.Generator().manual_seed(4), requires_grad=True)
     fast = trilinear_resize(x, (8, 14, 14))
     monkeypatch.setattr(native, "available", lambda: False)
     slow = trilinear_resize(x, (8, 14, 14))
+    assert "Native" in type(fast.grad_fn).__name__  # the kernel's path ...
+    assert "Native" not in type(slow.grad_fn).__name__  # ... against the eager one
     torch.testing.assert_close(fast, slow)
 
 
