@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -111,3 +112,44 @@ def test_slurm_variables_become_the_process_layout(monkeypatch):
     monkeypatch.delenv("MTNET_FROM_SLURM")
     monkeypatch.setenv("MTNET_IGNORE_SLURM", "1")
     assert not distributed.slurm_to_env() and "WORLD_SIZE" not in os.environ
+
+
+def _group_worker(rank, port, queue):
+    """One rank of a two-process gloo group whose work ends in an orderly stop (an exception with ``exit_code``)."""
+    os.environ.pop("MASTER_ADDR", None)
+    cfg = get_cfg()
+    cfg.NUM_GPUS = 0
+
+    class OrderlyStop(Exception):
+        exit_code = 143
+
+    def func(_):
+        if rank == 1:
+            time.sleep(3)  # rank 0 stops first: rank 1 must not take it for a failure
+        raise OrderlyStop(f"stop on rank {rank}")
+
+    try:
+        distributed._run_in_group(cfg, func, f"tcp://127.0.0.1:{port}", rank, 2, rank)
+    except BaseException as e:  # reported to the test
+        queue.put((rank, type(e).__name__, str(e)))
+
+
+@pytest.mark.slow  # two spawned processes
+def test_an_orderly_stop_of_every_rank_is_not_turned_into_a_peer_failure():
+    """The trainer's Preempted (an exception with ``exit_code``) is raised by every rank together: each rank must
+    see its own exception, not a PeerFailed naming the rank that happened to raise first (run_net exits with the
+    signal's code only for Preempted). A real failure is tests/test_faults_distributed.py's."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_group_worker, args=(r, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    got = dict((rank, (name, message)) for rank, name, message in (queue.get(timeout=120) for _ in procs))
+    for p in procs:
+        p.join(timeout=60)
+        if p.is_alive():
+            p.kill()
+    assert got == {0: ("OrderlyStop", "stop on rank 0"), 1: ("OrderlyStop", "stop on rank 1")}

@@ -21,7 +21,9 @@ Process layout (facts §3.3, §9.5):
 Failures (docs/reliability.md): rank 0's work that the others wait for (the checkpoint write) goes through
 :func:`run_on_main`, which hands its error to every rank. An exception in any rank is posted in the group's store;
 the others, whether they see a broken connection or sit in a collective that would wait until the group's
-timeout, stop within seconds naming the rank and its error (:class:`PeerFailed`).
+timeout, stop within seconds naming the rank and its error (:class:`PeerFailed`). An exception with an
+``exit_code`` attribute (the trainer's ``Preempted``, raised by every rank together) is not a failure and passes
+as it is.
 
 Backend: NCCL when CUDA is used and ``DIST_BACKEND`` is nccl, else gloo (CPU).
 Batch semantics: ``TRAIN.BATCH_SIZE`` is the batch of one machine, split over its processes (PySlowFast's
@@ -250,6 +252,8 @@ def _run_in_group(cfg, func, init_method, rank, world_size, local_rank):
         return func(cfg)
     except BaseException as e:
         stop.set()
+        if getattr(e, "exit_code", None) is not None:
+            raise  # an orderly stop every rank takes together (the trainer's Preempted): not a failure to post
         peer = _peer_failure(store) if not isinstance(e, PeerFailed) else None
         if peer is not None:  # another rank failed first: this error is a consequence (a broken connection)
             raise PeerFailed(f"rank {rank} stopped because {peer}") from e
