@@ -6,6 +6,7 @@ Examples::
     python tools/benchmark.py --models MTNet_S X3D_S --input 8x112 --repeats 5 --json out.json
     python tools/benchmark.py --models MTNet_M --loader --batch 2      # loader clips/s vs train steps/s
     python tools/benchmark.py --cfg configs/Kinetics/MTNet_M.yaml configs/Kinetics/X3D_M.yaml
+    python tools/benchmark.py --device cuda --models MTNet_M X3D_M --batch 16 --amp-only --amp-dtype bfloat16
 
 Method and json keys: ``mtnet_plugin/benchmarks/benchmark.py`` and ``docs/benchmarks.md``.
 """
@@ -27,6 +28,9 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=1, help="discarded repetitions (default 1)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--no-amp", dest="no_amp", action="store_true", help="CUDA: skip the AMP run")
+    p.add_argument("--amp-only", dest="amp_only", action="store_true", help="CUDA: only the AMP run")
+    p.add_argument("--amp-dtype", dest="amp_dtype", default="float16", choices=("float16", "bfloat16"),
+                   help="autocast dtype of the AMP run (default float16; the trainer uses bfloat16 where supported)")
     p.add_argument("--no-parts", dest="parts", action="store_false", help="skip the per-part profile")
     p.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak memory")
     p.add_argument("--json", default=None, help="write the report as json to this file")

@@ -11,14 +11,16 @@ Method (stated in every report):
   clip since both run the same batch.
 - Forward: ``model.eval()`` under ``torch.inference_mode()``. Forward+backward: ``model.train()``, gradients
   set to None, ``model(x).float().sum().backward()`` (no optimiser step).
-- CPU times with ``time.perf_counter``; CUDA times with CUDA events, AMP (float16 autocast) on and off.
+- CPU times with ``time.perf_counter``; CUDA times with CUDA events, AMP (``amp_dtype`` autocast, float16 by
+  default; bfloat16 is what the trainer uses where the GPU supports it) on and off, or AMP only.
 - Peak memory: CUDA ``torch.cuda.max_memory_allocated`` minus the memory allocated before the step; CPU:
   ``torch.profiler`` with ``profile_memory=True``, the peak of the running sum of allocations minus frees
   over one step, at op granularity (tracemalloc does not see torch's allocator). Parameters and the input
   are allocated before the step and not counted; parameter gradients are.
-- Parts: one profiled eval forward with a ``record_function`` label around every leaf module of a part
-  (see :func:`part_of`); a part's time is the inclusive CPU time of its labels, "rest" is the forward's
-  total minus the parts (residual adds, concatenations, slicing, the head's pooling, ...). Profiling adds a
+- Parts: one profiled eval forward (fp32) with a ``record_function`` label around every leaf module of a part
+  (see :func:`part_of`); a part's time is the inclusive CPU time of its labels on the CPU, and on CUDA the GPU
+  time of the kernels launched inside them ("rest" then also holds no idle time: the shares are of kernel
+  time, not of wall time); "rest" is the forward's total minus the parts (residual adds, concatenations, slicing, the head's pooling, ...). Profiling adds a
   fixed overhead per op, which inflates parts made of many small ops; the shares are indicative.
 
 json layout (what :func:`run_benchmark` returns and ``--json`` writes):
@@ -41,6 +43,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from mtnet_plugin.engine.cli_values import parse_pair
@@ -104,8 +107,11 @@ def pairs_of(labels: Sequence[str]) -> List[Tuple[str, str]]:
 
 
 # ---------------------------------------------------------------------------------------------- timing
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda")
+AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _autocast(device: torch.device, amp: bool, dtype: torch.dtype = torch.float16):
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=amp and device.type == "cuda")
 
 
 def _timed(fn: Callable[[], None], device: torch.device) -> float:
@@ -123,21 +129,23 @@ def _timed(fn: Callable[[], None], device: torch.device) -> float:
     return (time.perf_counter() - t0) * 1e3
 
 
-def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool) -> Callable[[], None]:
+def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool,
+             dtype: torch.dtype = torch.float16) -> Callable[[], None]:
     def run():
         model.eval()
-        with torch.inference_mode(), _autocast(device, amp):
+        with torch.inference_mode(), _autocast(device, amp, dtype):
             model(x)
 
     return run
 
 
-def _forward_backward(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool) -> Callable[[], None]:
+def _forward_backward(model: nn.Module, x: torch.Tensor, device: torch.device, amp: bool,
+                      dtype: torch.dtype = torch.float16) -> Callable[[], None]:
     def run():
         model.train()
         for p in model.parameters():
             p.grad = None
-        with _autocast(device, amp):
+        with _autocast(device, amp, dtype):
             out = model(x)
         out.float().sum().backward()
 
@@ -230,28 +238,39 @@ def _label_fused_norm_act():
 
 
 def part_shares(model: nn.Module, x: torch.Tensor) -> Dict[str, Any]:
-    """Profile one eval forward: per part, ms and share of the forward time (``PARTS``)."""
+    """Profile one eval forward: per part, ms and share of the forward time (``PARTS``); on CUDA the times
+    are the GPU time of the kernels each part launched (``time_basis`` says which)."""
     model.eval()
+    cuda = x.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     handles = _label_modules(model)
     try:
         with torch.inference_mode(), _label_fused_norm_act():
             model(x)  # warm
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+            if cuda:
+                torch.cuda.synchronize(x.device)
+            with profile(activities=activities) as prof:
                 with record_function(_LABEL + "total"):
                     model(x)
+                if cuda:
+                    torch.cuda.synchronize(x.device)
     finally:
         for h in handles:
             h.remove()
     times: Dict[str, float] = {}
     for event in prof.events():
+        if event.device_type != DeviceType.CPU:  # the GPU-side copies of the labels: counted through the CPU's
+            continue
         if event.name.startswith(_LABEL):
             key = event.name[len(_LABEL):]
-            times[key] = times.get(key, 0.0) + event.cpu_time_total / 1e3
+            us = event.device_time_total if cuda else event.cpu_time_total
+            times[key] = times.get(key, 0.0) + us / 1e3
     total = times.pop("total")
     times["rest"] = max(0.0, total - sum(times.values()))
-    shares = {k: v / total for k, v in times.items()}
+    shares = {k: v / max(total, 1e-12) for k, v in times.items()}
     other = sum(v for k, v in shares.items() if k not in CONV_NORM_PARTS)
-    return dict(total_ms=total, ms=times, share=shares, share_not_conv_norm=other)
+    return dict(total_ms=total, ms=times, share=shares, share_not_conv_norm=other,
+                time_basis="CUDA kernel time" if cuda else "CPU time")
 
 
 # ------------------------------------------------------------------------------------------ benchmark
@@ -264,6 +283,7 @@ def run_benchmark(
     warmup: int = 1,
     device: str = "cpu",
     amp_modes: Optional[Sequence[bool]] = None,
+    amp_dtype: str = "float16",
     parts: bool = True,
     memory: bool = True,
     progress: Optional[Callable[[str], None]] = None,
@@ -276,7 +296,8 @@ def run_benchmark(
         batch: clips per step (throughput = batch / latency).
         repeats, warmup: measured and discarded repetitions.
         device: "cpu" or "cuda".
-        amp_modes: AMP settings to run (default: (False,) on CPU, (False, True) on CUDA).
+        amp_modes: AMP settings to run (default: (False,) on CPU, (False, True) on CUDA; AMP is CUDA only).
+        amp_dtype: autocast dtype of the AMP runs, ``float16`` | ``bfloat16``.
         parts: profile the per-part forward shares of models that contain MTConvs.
         memory: measure peak memory.
         progress: called with a line of text after each step.
@@ -287,6 +308,9 @@ def run_benchmark(
         ``ratio_peak_mem``; top-level ``models`` and ``pairs`` repeat the primary (fp32) run's (module docstring).
     """
     dev = torch.device(device)
+    if amp_dtype not in AMP_DTYPES:
+        raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}, got {amp_dtype!r}")
+    dtype = AMP_DTYPES[amp_dtype]
     amp_modes = tuple(amp_modes) if amp_modes is not None else ((False,) if dev.type == "cpu" else (False, True))
     say = progress or (lambda s: None)
     inputs = {}
@@ -298,13 +322,13 @@ def run_benchmark(
     report: Dict[str, Any] = dict(machine=machine_info(dev), settings=dict(
         batch=batch, repeats=repeats, warmup=warmup, input={k: list(v.shape[2:4]) for k, v in inputs.items()},
         timing="CUDA events" if dev.type == "cuda" else "time.perf_counter", stat="median over repeats",
-        memory_method=MEMORY_METHOD[dev.type], interleaved=True), results={})
+        memory_method=MEMORY_METHOD[dev.type], interleaved=True, amp_dtype=amp_dtype), results={})
     for amp in amp_modes:
         samples = {k: {"fwd": [], "fwd_bwd": []} for k in models}
         for rep in range(warmup + repeats):
             for kind, make in (("fwd", _forward), ("fwd_bwd", _forward_backward)):
                 for label, (model, _) in models.items():
-                    ms = _timed(make(model, inputs[label], dev, amp), dev)
+                    ms = _timed(make(model, inputs[label], dev, amp, dtype), dev)
                     if rep >= warmup:
                         samples[label][kind].append(ms)
                     say(f"amp={amp} rep {rep}{' (warm-up)' if rep < warmup else ''} {label} {kind}: {ms:.1f} ms")
@@ -316,8 +340,8 @@ def run_benchmark(
             row["fwd_clips_per_s"] = batch * 1e3 / row["fwd_ms"]
             row["train_clips_per_s"] = batch * 1e3 / row["fwd_bwd_ms"]
             if memory:
-                row["peak_mem_mb"] = peak_memory_mb(_forward_backward(model, inputs[label], dev, amp), dev)
-                row["peak_mem_fwd_mb"] = peak_memory_mb(_forward(model, inputs[label], dev, amp), dev)
+                row["peak_mem_mb"] = peak_memory_mb(_forward_backward(model, inputs[label], dev, amp, dtype), dev)
+                row["peak_mem_fwd_mb"] = peak_memory_mb(_forward(model, inputs[label], dev, amp, dtype), dev)
                 say(f"amp={amp} {label} peak memory {row['peak_mem_mb']:.0f} MB")
             per_model[label] = row
         pairs = {}
@@ -330,7 +354,7 @@ def run_benchmark(
             pairs[f"{a}/{b}"] = pair
         report["results"]["amp" if amp else "fp32"] = dict(models=per_model, pairs=pairs)
     report.update(_primary(report["results"]))
-    if parts and dev.type == "cpu":
+    if parts:
         report["parts"] = {}
         for label, (model, _) in models.items():
             if any(isinstance(m, MTConv) for m in model.modules()):
@@ -358,7 +382,8 @@ def format_report(report: Dict[str, Any]) -> str:
                      f"{st['stat']}; timing {st['timing']}; memory: {st['memory_method']}")
     lines.append("")
     for mode, res in report["results"].items():
-        lines += [f"### {mode}", "", "| model | input | fwd ms | fwd+bwd ms | fwd clips/s | train clips/s | "
+        title = f"amp ({st.get('amp_dtype', 'float16')} autocast)" if mode == "amp" and st else mode
+        lines += [f"### {title}", "", "| model | input | fwd ms | fwd+bwd ms | fwd clips/s | train clips/s | "
                   "peak MB (fwd+bwd) | peak MB (fwd) |", "|---|---|---|---|---|---|---|---|"]
         for label, r in res["models"].items():
             t, s = st["input"][label]
@@ -373,7 +398,8 @@ def format_report(report: Dict[str, Any]) -> str:
                              f"{p['ratio_fwd_bwd_min']:.2f} | {_num(p.get('ratio_peak_mem'), '.2f')} |")
         lines.append("")
     for label, p in report.get("parts", {}).items():
-        lines += [f"### forward time by part: {label} (profiled eval forward, {p['total_ms']:.1f} ms)", "",
+        lines += [f"### forward time by part: {label} (profiled eval forward, {p['total_ms']:.1f} ms "
+                  f"{p.get('time_basis', 'CPU time')})", "",
                   "| part | ms | share |", "|---|---|---|"]
         for part in sorted(p["ms"], key=lambda k: -p["ms"][k]):
             lines.append(f"| {part} | {p['ms'][part]:.1f} | {100 * p['share'][part]:.1f}% |")
@@ -394,7 +420,8 @@ def _load(v: Optional[Sequence[float]]) -> str:
 # ------------------------------------------------------------------------------------------ entry point
 def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequence[str] = (),
               input: Optional[str] = None, batch: int = 1, threads: Optional[int] = None, repeats: int = 3,
-              warmup: int = 1, device: Optional[str] = None, no_amp: bool = False, parts: bool = True,
+              warmup: int = 1, device: Optional[str] = None, no_amp: bool = False, amp_only: bool = False,
+              amp_dtype: str = "float16", parts: bool = True,
               memory: bool = True, json: Optional[str] = None, loader: bool = False, loader_batches: int = 8,
               videos: int = 4, data_dir: Optional[str] = None, loader_only: bool = False,
               compile: bool = False, quiet: bool = False) -> Dict[str, Any]:
@@ -409,6 +436,8 @@ def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequ
         threads: ``torch.set_num_threads`` (default: torch's).
         device: "cpu" | "cuda" (default: cuda when available).
         no_amp: on CUDA, skip the AMP run.
+        amp_only: on CUDA, run AMP only (training throughput as the trainer's ``TRAIN.MIXED_PRECISION`` runs).
+        amp_dtype: ``float16`` | ``bfloat16`` for the AMP run.
         json: write the report there.
         compile: wrap every model in ``torch.compile`` (default Inductor); the warm-up repetitions include
             the compilation, so give ``warmup >= 1``. Parts are not profiled for compiled models.
@@ -427,6 +456,8 @@ def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequ
     if threads:
         torch.set_num_threads(int(threads))
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if amp_only and (no_amp or torch.device(dev).type != "cuda"):
+        raise ValueError("--amp-only needs --device cuda and no --no-amp (autocast is measured on CUDA only)")
     say = (lambda s: None) if quiet else (lambda s: print(s, flush=True))
     size = parse_input(input) if input else None
     built: Dict[str, Tuple[nn.Module, Tuple[int, int]]] = {}
@@ -443,12 +474,13 @@ def benchmark(*, models: Sequence[str] = (), cfg: Sequence[str] = (), opts: Sequ
     if compile:
         built = {k: (torch.compile(m, dynamic=False), native) for k, (m, native) in built.items()}
         parts = False
-    amp_modes = None if not no_amp else (False,)
+    amp_modes = (True,) if amp_only else (None if not no_amp else (False,))
     if loader and loader_only:
         report = dict(machine=machine_info(torch.device("cpu")), results={}, models={}, pairs={})
     else:
         report = run_benchmark(built, input_size=size, batch=batch, repeats=repeats, warmup=warmup, device=dev,
-                               amp_modes=amp_modes, parts=parts, memory=memory, progress=say)
+                               amp_modes=amp_modes, amp_dtype=amp_dtype, parts=parts, memory=memory,
+                               progress=say)
     if loader:
         label = next(iter(built))
         model, native = built[label]

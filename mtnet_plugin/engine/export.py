@@ -67,7 +67,7 @@ def _run_onnx(path: str, inputs: Dict[str, torch.Tensor]) -> Optional[Dict[str, 
         return None
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return {k: torch.from_numpy(session.run(None, {name: x.numpy()})[0]) for k, x in inputs.items()}
+    return {k: torch.from_numpy(session.run(None, {name: x.detach().cpu().numpy()})[0]) for k, x in inputs.items()}
 
 
 def _export_onnx(model: nn.Module, program, example: torch.Tensor, path: str, exporter: str) -> None:
@@ -82,10 +82,11 @@ def _export_onnx(model: nn.Module, program, example: torch.Tensor, path: str, ex
 @torch.no_grad()
 def export_loaded(model: nn.Module, out_dir: str, example: torch.Tensor, *, formats: Sequence[str] = FORMATS,
                   checks: Optional[Dict[str, torch.Tensor]] = None, onnx_exporter: str = "dynamo") -> Dict[str, Any]:
-    """Export an eval-mode CPU model traced at ``example``'s shape and check every file against it.
+    """Export an eval-mode model traced at ``example``'s shape and check every file against it.
 
     Args:
-        model: the model (eval mode, CPU).
+        model: the model (eval mode), on the device of ``example`` (files are loaded back onto that device; ONNX
+            runs on the CPU through onnxruntime).
         out_dir: folder for the files (created).
         example: (B, 3, T, S, S) example input; the exported graphs are specialised to this shape.
         formats: a subset of ``FORMATS``.
@@ -118,7 +119,7 @@ def export_loaded(model: nn.Module, out_dir: str, example: torch.Tensor, *, form
                 program = torch.export.export(model, (example,))
             if fmt == "torchscript":
                 torch.jit.save(torch.jit.trace(model, (example,), check_trace=False), path)
-                loaded = torch.jit.load(path, map_location="cpu")
+                loaded = torch.jit.load(path, map_location=example.device)
                 outputs = {k: loaded(x) for k, x in checks.items()}
             elif fmt == "export":
                 torch.export.save(program, path)

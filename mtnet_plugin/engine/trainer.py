@@ -101,6 +101,9 @@ class Trainer:
         self.optimizer = construct_optimizer(self.model, self.cfg)
         self.amp_dtype = amp_dtype_for(self.cfg, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        if self.amp_dtype is not None:
+            logger.info("Mixed precision: %s autocast%s", self.amp_dtype,
+                        " with a GradScaler" if self.scaler.is_enabled() else "")
         if self.cfg.MODEL.LOSS_FUNC not in _LOSSES:
             raise ValueError(f"MODEL.LOSS_FUNC {self.cfg.MODEL.LOSS_FUNC!r} not supported ({sorted(_LOSSES)})")
         self.loss_fn = _LOSSES[self.cfg.MODEL.LOSS_FUNC]
