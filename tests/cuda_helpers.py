@@ -41,17 +41,20 @@ OP_TOL = {
 # ``tie``: largest score gap at which the device may pick another frame than the CPU (fp32 rounding).
 NET_TOL = dict(logits_rel=1e-3, grad_rel=1e-3, tie=1e-4)
 
-# Autocast against fp32 on the same device, whole networks at their native input, train-mode forward + backward
-# (loss scaled by LOSS_SCALE, as a GradScaler would, so fp16 gradients do not underflow), with fp32's frames
-# replayed (SelectionPin): relative L2 error of the logits and of the concatenated parameter gradients, their
-# cosine, and ``tie``, the largest fp32 score gap at which autocast may pick another frame. Measured on the CPU
-# (CPU autocast, which also runs convolutions and matmuls in half; MTNet_S at 13x160, batch 2, TF32 n/a):
-# fp16 logits 6.0e-4, gradients 1.7e-2 (cosine 0.99985), 1 of 156 selections swapped at a gap of 3.6e-5;
-# bf16 logits 4.5e-3, gradients 3.8e-2 (cosine 0.9993), 3 of 156 swapped, largest gap 1.1e-3. The bounds leave
-# 5-15x of room for CUDA's kernels, the larger M and L networks and other seeds.
+# Autocast against fp32 on the same device, whole networks at their native input, forward + backward (loss scaled
+# by LOSS_SCALE, as a GradScaler would, so fp16 gradients do not underflow), fp32's frames replayed (SelectionPin):
+# relative L2 error of the logits and of the concatenated parameter gradients, and their cosine, with eval-mode
+# (affine) BatchNorm; ``train_grad_rel``: the gradient bound of the train-mode step, which also may go up to
+# SENSITIVITY_FACTOR x the move that rounding only the input causes in fp32; ``tie``: the largest fp32 score gap at
+# which autocast may pick another frame. Measured with CPU autocast (which also runs convolutions and matmuls in
+# half), MTNet_S at 13x160, batch 2: eval-BN logits / gradients fp16 5.6e-4 / 6.1e-4, bf16 6.4e-3 / 4.3e-3
+# (cosine 1.0); train step gradients fp16 1.5e-2, bf16 4.3e-2 (input-rounding move 7.2e-3 / 2.6e-2); 0 and 5
+# of 156 selections swapped, largest gap 4.1e-4. The bounds leave about 10x of room for CUDA's kernels, M and L.
+# X3D_S at 13x160 is ill-conditioned in train mode at this init: rounding only its input to fp16 / bf16 moves its
+# fp32 gradients by 33 % / 84 % (fp32 against float64: 0.6 %), hence the sensitivity-relative bound.
 AMP_TOL = {
-    torch.float16: dict(logits_rel=0.01, grad_rel=0.1, grad_cos=0.995, tie=2e-3),
-    torch.bfloat16: dict(logits_rel=0.05, grad_rel=0.2, grad_cos=0.99, tie=2e-2),
+    torch.float16: dict(logits_rel=0.01, grad_rel=0.01, grad_cos=0.9995, train_grad_rel=0.1, tie=2e-3),
+    torch.bfloat16: dict(logits_rel=0.05, grad_rel=0.05, grad_cos=0.998, train_grad_rel=0.25, tie=2e-2),
 }
 # Train-mode gradients may move further than AMP_TOL's grad_rel: at most this many times the move that rounding
 # just the input to the autocast dtype causes in fp32 (see test_cuda_models.py).
