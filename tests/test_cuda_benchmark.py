@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from mtnet_plugin.engine import benchmark as bm
+from mtnet_plugin.benchmarks import benchmark as bm
 from mtnet_plugin.models import create_mtnet, create_x3d
 
 from cuda_helpers import device_params
