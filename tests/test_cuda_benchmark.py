@@ -11,8 +11,7 @@ from mtnet_plugin.models import create_mtnet, create_x3d
 
 from cuda_helpers import device_params
 
-TINY = dict(input_clip_length=4, input_crop_size=32, num_classes=3, width_factor=0.5, depth_factor=0.4,
-            bottleneck_factor=1.0, dim_c1=8, dim_c5=16)
+TINY = dict(num_classes=3, width_factor=0.5, depth_factor=0.4, bottleneck_factor=1.0, dim_c1=8, dim_c5=16)
 
 
 CASES = [pytest.param("cpu", "bfloat16", id="cpu")]  # the CPU measures fp32 only: one case

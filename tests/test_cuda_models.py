@@ -74,10 +74,10 @@ def fp32_reference(device: str, name: str):
     """The fp32 steps on ``device`` (TF32 off), computed once per preset: a dict with the model, x, y, and for
     "train" and "eval" BatchNorm the logits, gradients and the SelectionPin that recorded their frames; and
     "sensitivity": per autocast dtype, how much the fp32 train-step gradients move when only the input is rounded
-    to that dtype (same frames), the network's own conditioning at that precision."""
+    to that dtype (same frames), the network's own conditioning at that precision. Kept for the whole session
+    (pytest runs each test function over all presets; six models and their gradients fit any GPU)."""
     key = (device, name)
     if key not in _FP32:
-        _FP32.clear()  # one preset's model at a time (the L presets are large)
         model, x, y = build(name, device)
         model, x, y = model.to(device), x.to(device), y.to(device)
         ref = dict(model=model, x=x, y=y, sensitivity={})

@@ -15,7 +15,7 @@ SCRIPT = os.path.join(ROOT, "tools", "gpu_check.sh")
 NUM = r"[0-9]+(?:\.[0-9]+)?"
 
 
-def _run(out, *args, timeout=300):
+def _run(out, *args, timeout=1800):
     env = dict(os.environ, PYTHON=sys.executable)
     proc = subprocess.run(["bash", SCRIPT, str(out), "--device", "cpu", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)
@@ -65,7 +65,7 @@ def test_cpu_run_of_every_stage_writes_numbers(tmp_path):
     assert re.search(rf"^\| X3D_XS \| 4x32 \| {NUM} \| {NUM} \| {NUM} \| - \|$", md, re.M), md
     assert re.search(rf"30-view top-1 {NUM} %", md) and f"{tests['passed']} passed" in md
     # Progress lines with the elapsed time and the budget, and each stage's log.
-    assert re.search(rf"\[gpu_check +{NUM}s / 460s\] bench: ok after {NUM} s", proc.stdout)
+    assert re.search(rf"\[gpu_check +{NUM}s / 1800s\] bench: ok after {NUM} s", proc.stdout)
     for stage in ("env", "tests", "bench", "train_S", "demo"):
         assert os.path.getsize(out / f"{stage}.log") > 0
 
