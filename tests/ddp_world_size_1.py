@@ -19,7 +19,7 @@ import torch.nn.functional as F
 def main(cfg_path: str, out_json: str) -> None:
     from mtnet_plugin.config import load_config
     from mtnet_plugin.engine import launch, train
-    from mtnet_plugin.engine.common import build_model_on_device
+    from mtnet_plugin.engine.process_setup import build_model_on_device
     from mtnet_plugin.engine.distributed import use_cuda
     from mtnet_plugin.models import build_model
 
