@@ -92,3 +92,50 @@ def test_budget_and_timeouts_are_reported(tmp_path):
     r.add(rec)
     md = open(tmp_path / "summary.md").read()
     assert "| sleepy | timeout |" in md and "Failed stages: sleepy." in md
+
+
+def test_summary_of_a_cuda_run_shows_both_precisions_and_throughput():
+    """format_summary on the shape of a CUDA run (fp32 + AMP latency, kernel-time parts, train stages, failures)."""
+    gc = _tool()
+
+    def report(batch, modes, parts=None):
+        row = dict(fwd_ms=2.5, fwd_bwd_ms=8.0, fwd_clips_per_s=400.0, train_clips_per_s=125.0, peak_mem_mb=900.0,
+                   peak_mem_fwd_mb=100.0)
+        res = {m: dict(models={"MTNet_S": dict(row), "X3D_S": dict(row, fwd_bwd_ms=6.4)},
+                       pairs={"MTNet_S/X3D_S": dict(ratio_fwd=1.0, ratio_fwd_bwd=1.25, ratio_peak_mem=1.2)})
+               for m in modes}
+        rep = dict(machine=dict(gpu="NVIDIA H100"), settings=dict(batch=batch, amp_dtype="bfloat16",
+                   input={"MTNet_S": [13, 160], "X3D_S": [13, 160]}), results=res)
+        if parts:
+            rep["parts"] = parts
+        return gc.bench_result(rep)
+
+    parts = {"MTNet_S": dict(share={"L conv": 0.5, "SoftPool": 0.2, "rest": 0.3}, total_ms=3.0,
+                             time_basis="CUDA kernel time", share_not_conv_norm=0.5)}
+    s = dict(device="cuda", started="2026-12-06T12:00:00+00:00", budget_s=460, command="tools/gpu_check.py out",
+             total_s=300, failed=["train_L"], stages=[
+                 dict(name="env", status="ok", seconds=5, log="env.log",
+                      result=dict(gpu="NVIDIA H100", gpu_memory_gb=79.2, bf16=True, torch="2.14", cuda="13.0",
+                                  packages={"onnx": True, "av": False})),
+                 dict(name="tests", status="failed", seconds=100, log="tests.log",
+                      result=dict(tests=10, failures=1, errors=0, skipped=2, passed=7,
+                                  failed_tests=["tests.test_cuda_ops::test_x[cuda]"])),
+                 dict(name="bench", status="ok", seconds=60, log="bench.log", json="bench_latency.json",
+                      result=report(1, ["fp32", "amp"], parts)),
+                 dict(name="train_S", status="ok", seconds=30, log="train_S.log", json="bench_train_S.json",
+                      result=report(16, ["amp"])),
+                 dict(name="train_L", status="timeout", seconds=45, log="train_L.log"),
+             ])
+    md = gc.format_summary(s)
+    assert md.startswith("# GPU check (cuda): NVIDIA H100, 2026-12-06")
+    assert "| env | ok | 5 | NVIDIA H100, 79.2 GB, bf16 True; missing: av |" in md
+    assert "| tests | failed | 100 | 7 passed, 1 failed, 2 skipped (see tests.log) |" in md
+    assert "- `tests.test_cuda_ops::test_x[cuda]`" in md and "| train_L | timeout | 45 |  (see train_L.log) |" in md
+    assert "## Latency, batch 1 (CUDA events, median)" in md
+    assert ("| model | input | fp32 fwd ms | fwd+bwd ms | peak MB | AMP, bfloat16 autocast fwd ms | fwd+bwd ms | "
+            "peak MB |") in md
+    assert "| MTNet_S | 13x160 | 2.5 | 8.0 | 900 | 2.5 | 8.0 | 900 |" in md
+    assert "MTNet / X3D (AMP, bfloat16 autocast):" in md and "| MTNet_S/X3D_S | 1.00 | 1.25 | 1.20 |" in md
+    assert "share of CUDA kernel time" in md and "| L conv | 50.0% |" in md
+    assert "## Training throughput, batch 16 (AMP, bfloat16 autocast, forward+backward)" in md
+    assert "| MTNet_S | 13x160 | 125.0 | 8.0 | 900 | 1.25 |" in md and "| X3D_S | 13x160 | 125.0 | 6.4 | 900 | - |" in md
