@@ -1,5 +1,5 @@
 """The Kinetics-style list dataset: one clip per video in train/val, ``NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS`` views
-per video in test (PySlowFast's ``Kinetics``, facts file §5.3 and §6; sample contract: docs/design.md).
+per video in test (PySlowFast's ``Kinetics``; sample contract: docs/design.md).
 
 Modes, as in PySlowFast:
 

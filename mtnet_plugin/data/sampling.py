@@ -1,6 +1,6 @@
 """Index arithmetic of clip sampling: which frames a clip covers, and which view a test sample is.
 
-It follows PySlowFast's Kinetics pipeline (facts file §5.3, §6.2), in frame indices of the video:
+It follows PySlowFast's Kinetics pipeline, in frame indices of the video:
 
 - A clip spans ``clip_size = max(1, NUM_FRAMES * SAMPLING_RATE / TARGET_FPS * video_fps)`` frames of the video
   (``NUM_FRAMES * SAMPLING_RATE`` frames at TARGET_FPS, converted to the video's own rate).
@@ -86,7 +86,7 @@ def segment_frames(start: Optional[float], end: Optional[float], fps: float, num
 
 
 def view_from_index(sample_index: int, num_ensemble_views: int, num_spatial_crops: int) -> Tuple[int, int, int]:
-    """Map a test sample index to ``(video_idx, temporal_idx, spatial_idx)`` (facts file §5.3).
+    """Map a test sample index to ``(video_idx, temporal_idx, spatial_idx)``.
 
     ``spatial_idx`` is 0/1/2 = left/centre/right (top/centre/bottom for portrait frames); with one crop it is 1.
     """

@@ -1,6 +1,6 @@
 """Kinetics-style video lists: ``{DATA.PATH_TO_DATA_DIR}/{split}.csv`` with one ``path<SEP>label`` per line.
 
-Format (PySlowFast's, facts file §6.1, extended as docs/data.md describes): no header; blank lines are skipped;
+Format (PySlowFast's, extended as docs/data.md describes): no header; blank lines are skipped;
 ``<SEP>`` is ``DATA.PATH_LABEL_SEPARATOR`` (default one space).
 
 - ``path<SEP>label``: the label is always the **last** field and the path is everything before the last separator,

@@ -1,6 +1,6 @@
 """Distributed set-up and helpers: torchrun, SLURM tasks, or PySlowFast's ``--init_method/--shard_id/--num_shards``.
 
-Process layout (facts §3.3, §9.5):
+Process layout (as PySlowFast's, with torchrun and SLURM added):
 
 - Under ``torchrun`` (``$WORLD_SIZE`` set): one process per launched rank, ``init_method="env://"``, ranks from
   ``$RANK`` / ``$LOCAL_RANK``.
