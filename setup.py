@@ -44,10 +44,12 @@ setup(
         "pytorchvideo": ["pytorchvideo>=0.1.5"],
         # TENSORBOARD.ENABLE writes events through torch.utils.tensorboard, which needs this package.
         "tensorboard": ["tensorboard>=2.14"],
+        # DATA.DECODING_BACKEND torchcodec; it also needs the system's FFmpeg libraries (apt-get install -y ffmpeg).
+        "torchcodec": ["torchcodec>=0.7"],
         # The export tests check ONNX parity through onnxruntime; without these they skip that part. The test extra
         # brings every optional extra so CI tests each optional path.
         "test": ["pytest>=7", "onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1", "pytorchvideo>=0.1.5",
-                 "tensorboard>=2.14", "submitit>=1.5"],
+                 "tensorboard>=2.14", "torchcodec>=0.7", "submitit>=1.5"],
         "export": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.1"],
         # tools/submit.py: SLURM submission through submitit (tools/slurm_train.sh needs nothing)
         "cluster": ["submitit>=1.5"],

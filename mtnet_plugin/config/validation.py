@@ -104,6 +104,7 @@ def _check_data(cfg: CfgNode) -> None:
     _int(cfg, "DATA.SAMPLING_RATE", 1)
     _num(cfg, "DATA.TARGET_FPS", 0, strict=True)
     _num(cfg, "DATA.TRAIN_JITTER_FPS", 0)
+    _choice(cfg, "DATA.DECODING_BACKEND", ("pyav", "torchcodec", "torchvision"))  # data/decoder.py BACKENDS
     _int(cfg, "DATA.DECODE_RETRIES", 0)
     _int(cfg, "DATA.MAX_REPLACEMENTS", 0)
     if cfg.DATA.PATH_LABEL_SEPARATOR == "":

@@ -1,4 +1,9 @@
-"""Reading frames from video files with PyAV, seeking to the clip instead of decoding the whole video.
+"""Reading frames from video files with PyAV (or TorchCodec), seeking to the clip instead of decoding the whole video.
+
+Backends (``DATA.DECODING_BACKEND``, :func:`resolve_backend`, :func:`open_video`): ``pyav`` (the default; the
+readers below) or ``torchcodec`` (:class:`TorchCodecReader`: TorchCodec's ``VideoDecoder`` over the system's FFmpeg
+libraries, the same frame indices; docs/ecosystem.md). ``torchvision``, PySlowFast's default name, decodes with
+PyAV: torchvision's video reader was removed in torchvision 0.28. Any other value is a ConfigError.
 
 Public API (also used by tools such as check_videos and predict):
 
@@ -18,7 +23,7 @@ import logging
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import av
 import numpy as np
@@ -265,3 +270,122 @@ def decode_clip(path: str, num_frames: int, sampling_rate: int, target_fps: floa
         indices, _, _ = sample_clip_indices(reader.info, num_frames, sampling_rate, target_fps, clip_idx, num_clips,
                                             use_offset=use_offset, rng=rng)
         return reader.frames(indices)
+
+
+BACKENDS = ("pyav", "torchcodec")
+# DATA.DECODING_BACKEND values accepted for PySlowFast configs, and the backend that serves them.
+BACKEND_ALIASES = {"torchvision": "pyav"}
+TORCHCODEC_INSTALL = ('pip install torchcodec, and the FFmpeg libraries it loads: apt-get install -y ffmpeg '
+                      '(or conda install -c conda-forge "ffmpeg<8")')
+_torchcodec_state: Dict[str, Any] = {}
+
+
+def torchcodec_status() -> Tuple[bool, str]:
+    """Whether TorchCodec can decode here: ``(True, version)`` or ``(False, why)`` (not installed, or no FFmpeg
+    libraries it can load). Checked once per process."""
+    if "ok" not in _torchcodec_state:
+        try:
+            import torchcodec
+            from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads the FFmpeg-linked core)
+
+            _torchcodec_state.update(ok=True, why=f"torchcodec {torchcodec.__version__}")
+        except Exception as err:  # ImportError, or RuntimeError/OSError when no FFmpeg library loads
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            _torchcodec_state.update(ok=False, why=f"{type(err).__name__}: {first[:300]}")
+    return _torchcodec_state["ok"], _torchcodec_state["why"]
+
+
+def resolve_backend(name: str, key: str = "DATA.DECODING_BACKEND") -> str:
+    """The backend that decodes for the configured ``name``: ``pyav`` or ``torchcodec``.
+
+    ``torchvision`` maps to ``pyav`` (logged); ``torchcodec`` where TorchCodec cannot decode falls back to ``pyav``
+    with a warning naming ``key``, the reason and the install line.
+
+    Raises:
+        ValueError: an unknown name, naming ``key`` and the valid values.
+    """
+    value = str(name).lower()
+    if value in BACKEND_ALIASES:
+        logger.info("%s = %s: torchvision's video reader is gone (torchvision >= 0.28); decoding with PyAV", key,
+                    name)
+        return BACKEND_ALIASES[value]
+    if value not in BACKENDS:
+        raise ValueError(f"{key} = {name!r}: unknown video decoder; valid: {list(BACKENDS) + list(BACKEND_ALIASES)}")
+    if value == "torchcodec":
+        ok, why = torchcodec_status()
+        if not ok:
+            logger.warning("%s = torchcodec, but TorchCodec cannot decode here (%s); decoding with PyAV instead. "
+                           "To use it: %s", key, why, TORCHCODEC_INSTALL)
+            return "pyav"
+    return value
+
+
+class TorchCodecReader:
+    """:class:`VideoReader`'s interface (``info``, ``frames(indices)``, ``close``, context manager) over TorchCodec's
+    ``VideoDecoder`` in exact seek mode: frame ``i`` is the ``i``-th frame in presentation order, which for
+    constant-rate streams is PyAV's frame ``i`` (``tests/test_data_decoder_backends.py``).
+
+    Raises:
+        VideoDecodeError: missing, empty or unreadable file, or no video stream.
+    """
+
+    def __init__(self, path: str, *, threads: bool = False):
+        from torchcodec.decoders import VideoDecoder
+
+        self.path = path
+        local = _local_path(path)
+        try:
+            self._decoder = VideoDecoder(local, dimension_order="NHWC", seek_mode="exact",
+                                         num_ffmpeg_threads=0 if threads else 1)
+        except Exception as e:  # torchcodec raises RuntimeError / ValueError for bad files and missing streams
+            raise VideoDecodeError(path, f"cannot open as a video ({type(e).__name__}: {e})") from e
+        md = self._decoder.metadata
+        fps = float(md.average_fps or 0.0)
+        num_frames = int(md.num_frames or 0)
+        if fps <= 0:
+            raise VideoDecodeError(path, "video stream has no frame rate")
+        if num_frames <= 0:
+            raise VideoDecodeError(path, "video stream holds no frames")
+        self.info = VideoInfo(path, True, fps, num_frames, int(md.width), int(md.height), num_frames / fps,
+                              str(md.codec or ""))
+        self.last_decoded = 0
+
+    def __enter__(self) -> "TorchCodecReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._decoder = None
+
+    def frames(self, indices: Sequence[int]) -> torch.Tensor:
+        """RGB frames at ``indices``, ``uint8 (len(indices), H, W, 3)``; indices past the end get the last frame
+        (with a warning), as :meth:`VideoReader.frames`."""
+        if len(indices) == 0:
+            raise ValueError("frames(): no indices requested")
+        last = self.info.num_frames - 1
+        wanted = sorted(set(int(i) for i in indices))
+        past_end = [i for i in wanted if i > last]
+        if past_end:
+            logger.warning("%s: frames %s are past the last frame; repeated it (%d frames)", self.path, past_end,
+                           self.info.num_frames)
+        read = sorted(set(min(i, last) for i in wanted))
+        try:
+            batch = self._decoder.get_frames_at(indices=read).data
+        except Exception as e:
+            raise VideoDecodeError(self.path, f"decoding frames {read[0]}..{read[-1]} failed "
+                                              f"({type(e).__name__}: {e})") from e
+        self.last_decoded = len(read)
+        position = {i: k for k, i in enumerate(read)}
+        return batch[[position[min(int(i), last)] for i in indices]].contiguous()
+
+
+def open_video(path: str, *, backend: str = "pyav", threads: bool = False):
+    """A reader of ``path`` for a resolved backend (:func:`resolve_backend`): :class:`VideoReader` (``pyav``) or
+    :class:`TorchCodecReader` (``torchcodec``)."""
+    if backend == "torchcodec":
+        return TorchCodecReader(path, threads=threads)
+    if backend != "pyav":
+        raise ValueError(f"unknown decoding backend {backend!r}; valid: {list(BACKENDS)}")
+    return VideoReader(path, threads=threads)

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from fvcore.common.config import CfgNode
 
-from .decoder import VideoDecodeError, VideoReader
+from .decoder import VideoDecodeError, open_video, resolve_backend
 from .sampling import clip_frame_indices, clip_size_frames, get_start_end_idx, segment_frames, view_from_index
 from .transforms import normalize, random_spatial_sampling, uint8_to_float, uniform_spatial_sampling
 from .video_list import VideoEntry, list_path, read_video_list
@@ -94,6 +94,7 @@ class KineticsDataset(torch.utils.data.Dataset):
         self.decode_retries = int(d.DECODE_RETRIES)
         self.max_replacements = int(d.MAX_REPLACEMENTS)
         self.threads = bool(cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE)
+        self.backend = resolve_backend(cfg.DATA.DECODING_BACKEND)  # "pyav" | "torchcodec" (data/decoder.py)
         # Test: the decoded uint8 frames of the last (video_idx, temporal_idx), reused by its other spatial crops.
         self._last_clip: Optional[Tuple[Tuple[int, int], torch.Tensor]] = None
         # Videos that failed every attempt in this process (worker), with the error: later requests fail at once.
@@ -138,7 +139,7 @@ class KineticsDataset(torch.utils.data.Dataset):
         if not train_like and self._last_clip is not None and self._last_clip[0] == key:
             frames = self._last_clip[1]  # the C spatial crops of one temporal clip are consecutive samples
         else:
-            with VideoReader(path, threads=self.threads) as reader:
+            with open_video(path, backend=self.backend, threads=self.threads) as reader:
                 info = reader.info
                 if not info.has_video:
                     raise VideoDecodeError(path, "no video stream (audio-only or data file)")
