@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from fvcore.common.config import CfgNode
 
-from .decoder import VideoDecodeError, open_video, resolve_backend
+from .decoder import TorchCodecReader, VideoDecodeError, VideoReader, resolve_backend
 from .sampling import clip_frame_indices, clip_size_frames, get_start_end_idx, segment_frames, view_from_index
 from .transforms import normalize, random_spatial_sampling, uint8_to_float, uniform_spatial_sampling
 from .video_list import VideoEntry, list_path, read_video_list
@@ -139,7 +139,8 @@ class KineticsDataset(torch.utils.data.Dataset):
         if not train_like and self._last_clip is not None and self._last_clip[0] == key:
             frames = self._last_clip[1]  # the C spatial crops of one temporal clip are consecutive samples
         else:
-            with open_video(path, backend=self.backend, threads=self.threads) as reader:
+            reader_class = TorchCodecReader if self.backend == "torchcodec" else VideoReader
+            with reader_class(path, threads=self.threads) as reader:
                 info = reader.info
                 if not info.has_video:
                     raise VideoDecodeError(path, "no video stream (audio-only or data file)")
