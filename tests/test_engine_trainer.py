@@ -297,3 +297,23 @@ def test_parameters_without_gradient_are_named_in_a_warning_at_the_start(tmp_pat
     block = [n for n, _ in model.named_parameters() if ".branch2." in n]
     assert msg.startswith(f"{len(block)} of the model's trainable parameter tensors")
     assert "s2.pathway0_res0.branch2.conv_a.conv_local.weight" in msg and "stem" not in msg
+
+
+def test_a_grad_scaler_skips_inf_steps_itself_and_they_are_not_counted(tmp_path, make_video):
+    # fp16 mixed precision (CUDA) scales the loss and its GradScaler skips any step whose gradients overflowed, then
+    # lowers the scale: that is calibration, not divergence. A CPU GradScaler stands in for the CUDA one here.
+    data_dir = write_class_videos(make_video, splits=("train",))
+    cfg = tiny_cfg(tmp_path, data_dir, SOLVER={"MAX_EPOCH": 1}, TRAIN={"BATCH_SIZE": 2, "EVAL_PERIOD": 100})
+    assert cfg.TRAIN.NONFINITE_GRAD == "stop"
+    trainer = Trainer(cfg)
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    first = next(p for p in trainer.model.parameters() if p.requires_grad)
+    first.register_hook(lambda g: g * float("inf") if trainer.iter == 0 else g)
+    stepped = []
+    step = trainer.optimizer.step
+    trainer.optimizer.step = lambda *a, **k: stepped.append(trainer.iter) or step(*a, **k)
+    trainer.train()  # no TrainingDiverged: the scaler handled the inf
+    assert stepped == [1]  # the overflowed step was skipped by the scaler, once
+    assert trainer.scaler.get_scale() == 2.0 ** 9  # and it halved its scale
+    (epoch,) = [s for s in read_json_stats(os.path.join(cfg.OUTPUT_DIR, "json_stats.log")) if s["_type"] == "train_epoch"]
+    assert epoch["nonfinite_grad_skips"] == 0 and epoch["nonfinite_grad_iters"] == []
