@@ -56,7 +56,7 @@ def test_summary_mean_std_and_rows_not_run(tmp_path):
 def test_tiny_ablation_writes_json_lines_and_table_and_resumes(tmp_path):
     results, table = str(tmp_path / "results.jsonl"), str(tmp_path / "table.md")
     args = [sys.executable, ABLATE, "--groups", "headline", "--only", "MTNet_XS", "X3D_XS", "--seeds", "3",
-            "--epochs", "1", "--results", results, "--table", table, "--out", str(tmp_path / "out"),
+            "--epochs", "1", "--jobs", "2", "--results", results, "--table", table, "--out", str(tmp_path / "out"),
             "--data-root", str(tmp_path / "data"), "--opts"] + TINY_OPTS
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run(args, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
