@@ -1,4 +1,4 @@
-"""get_cfg(): PySlowFast's schema and defaults (facts file §3.1, §2.4), plus our additions."""
+"""get_cfg(): PySlowFast's schema and defaults, plus our additions."""
 import math
 
 from fvcore.common.config import CfgNode

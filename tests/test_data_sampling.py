@@ -1,4 +1,4 @@
-"""Clip start/end and frame indices (PySlowFast's get_start_end_idx, facts §5.3) and the test view mapping."""
+"""Clip start/end and frame indices (PySlowFast's get_start_end_idx) and the test view mapping."""
 import random
 
 import pytest

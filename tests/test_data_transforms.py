@@ -7,7 +7,7 @@ from mtnet_plugin.data.transforms import (crop, normalize, random_spatial_sampli
 
 
 def test_short_side_size():
-    assert short_side_size(240, 320, 256) == (256, 341)  # facts §5.3: 320x240 -> 341x256
+    assert short_side_size(240, 320, 256) == (256, 341)  # PySlowFast: 320x240 -> 341x256
     assert short_side_size(320, 240, 256) == (341, 256)
     assert short_side_size(100, 100, 64) == (64, 64)
 

@@ -1,5 +1,6 @@
 """docs/reliability.md is checked against the fault tests: rows name real tests, every fault test has a row, and a
-row's status says "open (#N)" exactly when its test is still marked xfail with reason "faults-found #N"."""
+row's status says "open (#N)" exactly when its test is still marked xfail with a reason citing
+"docs/reliability.md #N"."""
 import ast
 import pathlib
 import re
@@ -64,6 +65,6 @@ def test_status_matches_the_xfail_markers():
         if reason is None:
             assert status == "ok", f"{name} passes but its row says {status!r}"
         else:
-            number = re.search(r"faults-found #(\d+)", reason)
-            assert number, f"{name}: xfail reason must cite 'faults-found #N': {reason!r}"
+            number = re.search(r"docs/reliability\.md #(\d+)", reason)
+            assert number, f"{name}: xfail reason must cite 'docs/reliability.md #N': {reason!r}"
             assert status == f"open (#{number.group(1)})", f"{name} is xfail ({reason!r}) but its row says {status!r}"

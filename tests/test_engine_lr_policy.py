@@ -1,4 +1,4 @@
-"""LR policies against hand-computed values (facts §9.1) and PySlowFast's X3D-M numbers."""
+"""LR policies against hand-computed values and PySlowFast's X3D-M numbers."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""Multigrid schedules: PySlowFast's worked example (facts §4.2) and our cosine definition."""
+"""Multigrid schedules: PySlowFast's worked example and our cosine definition."""
 import pytest
 
 from mtnet_plugin.config import get_cfg
@@ -70,7 +70,7 @@ def x3d_cosine(long_cycle=True, short_cycle=False):
 
 def test_short_cycle_alone_stretches_the_run_like_pyslowfast():
     mg = MultigridSchedule(x3d_cosine(long_cycle=False, short_cycle=True))
-    assert mg.cfg.SOLVER.MAX_EPOCH == 450 and mg.schedule is None  # facts §4.2: X3D-M short cycle -> 450
+    assert mg.cfg.SOLVER.MAX_EPOCH == 450 and mg.schedule is None  # PySlowFast: X3D-M short cycle -> 450
     assert mg.cfg.SOLVER.WARMUP_EPOCHS == pytest.approx(35 * 1.5)
     assert mg.phase_cfg(10).TRAIN.BATCH_SIZE == 64
 

@@ -1,4 +1,4 @@
-"""Parameter groups (BN group, zero-wd 1-D params, conv-weight LR multiplier) and optimizer methods (facts §9.2)."""
+"""Parameter groups (BN group, zero-wd 1-D params, conv-weight LR multiplier) and optimizer methods."""
 import pytest
 import torch
 from torch import nn

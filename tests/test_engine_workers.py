@@ -1,6 +1,6 @@
 """engine.workers: a DataLoader worker's death is named with the video it was loading, however PyTorch reports it
-(its dead-worker RuntimeError, or a ConnectionResetError / EOFError when the worker dies while handing over a batch;
-faults-found #11). Breadcrumbs are written by hand here: one per worker pid, holding the video's path."""
+(its dead-worker RuntimeError, or a ConnectionResetError / EOFError when the worker dies while handing over a
+batch). Breadcrumbs are written by hand here: one per worker pid, holding the video's path."""
 import os
 import subprocess
 import time

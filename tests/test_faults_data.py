@@ -157,7 +157,7 @@ _Reader = kinetics.VideoReader
 
 class DyingReader(_Reader):
     # A decoder that takes its whole process down (as a segfault in FFmpeg would) on one file. The pause lets the
-    # worker's queue thread finish sending the batch before (a death in mid-send is faults-found #11).
+    # worker's queue thread finish sending the batch before (a death in mid-send: tests/test_engine_workers.py).
     def __init__(self, path, **kw):
         if path.endswith("poison.mp4"):
             time.sleep({pause})

@@ -20,7 +20,7 @@ from mtnet_plugin.integrations import slowfast as sf
 
 OurMTNet = mt_models.MTNet
 
-# MODEL.SINGLE_PATHWAY_ARCH of PySlowFast's defaults (facts §1.4): "mtnet" is not in it.
+# MODEL.SINGLE_PATHWAY_ARCH of PySlowFast's defaults: "mtnet" is not in it.
 SLOWFAST_SINGLE = ["2d", "c2d", "i3d", "slow", "x3d", "mvit", "maskmvit"]
 
 
@@ -155,7 +155,7 @@ def test_register_mtnet_refuses_to_shadow_another_mtnet():
 
 def test_registered_class_builds_from_cfg(cfg):
     registry = sf.register_mtnet(Registry("MODEL"))
-    model = registry.get(cfg.MODEL.MODEL_NAME)(cfg)  # what SlowFast's build_model does (facts §1.2)
+    model = registry.get(cfg.MODEL.MODEL_NAME)(cfg)  # what SlowFast's build_model does
     assert isinstance(model, sf.MTNet) and isinstance(model, OurMTNet)
 
 

@@ -18,7 +18,7 @@ def test_native_inputs_follow_spec_18():
 
 
 def test_x3d_presets_parameter_counts_and_overrides():
-    # X3D-S and X3D-M are one network (facts §2.2); num_classes and overrides reach the builder.
+    # X3D-S and X3D-M are one network; num_classes and overrides reach the builder.
     s, m = preset("X3D_S"), preset("X3D_M")
     assert sum(p.numel() for p in s.parameters()) == sum(p.numel() for p in m.parameters()) == 3_794_322
     small = preset("X3D_M", num_classes=7, dim_c5=64)

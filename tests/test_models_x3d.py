@@ -38,7 +38,7 @@ def test_round_width_matches_pyslowfast_rounding():
 
 
 def test_x3d_m_geometry_and_parameter_count(x3d_m):
-    # PySlowFast's X3D-M with 400 classes (facts §2.2): 3,794,322 parameters, 568 state_dict entries.
+    # PySlowFast's X3D-M with 400 classes: 3,794,322 parameters, 568 state_dict entries.
     assert sum(p.numel() for p in x3d_m.parameters()) == 3_794_322
     assert len(x3d_m.state_dict()) == 568
     stem = x3d_m.s1.pathway0_stem

@@ -1,4 +1,4 @@
-"""Wall-clock benchmark of MTNet beside X3D, and of the data loader beside the model (issue 7).
+"""Wall-clock benchmark of MTNet beside X3D, and of the data loader beside the model.
 
 Examples::
 

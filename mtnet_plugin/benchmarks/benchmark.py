@@ -1,4 +1,4 @@
-"""Wall-clock benchmark of MTNet beside X3D (issue 7): latency, peak memory, throughput, the MTNet / X3D
+"""Wall-clock benchmark of MTNet beside X3D: latency, peak memory, throughput, the MTNet / X3D
 ratios, the share of MTNet's forward time per part, and (through :mod:`mtnet_plugin.benchmarks.loader_benchmark`)
 the data loader's clip rate beside the model's training step rate.
 

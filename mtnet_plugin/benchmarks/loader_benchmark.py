@@ -1,4 +1,4 @@
-"""Data-loader benchmark of issue 7: decoded, augmented train clips per second (one worker and the configured
+"""Data-loader benchmark: decoded, augmented train clips per second (one worker and the configured
 worker count) beside the model's training steps per second, so a user sees which one is the bottleneck.
 
 Used by :mod:`mtnet_plugin.benchmarks.benchmark` (``tools/benchmark.py --loader``). The clips come from H.264

@@ -1,4 +1,4 @@
-"""Config nodes PySlowFast declares for tasks this runtime does not run (facts file §3.1).
+"""Config nodes PySlowFast declares for tasks this runtime does not run.
 
 They exist so that any PySlowFast YAML loads unchanged. Each entry is ``(key, default, meaning)``; the meaning
 restates what the key controls in PySlowFast. Setting one of these to a non-default value is reported by

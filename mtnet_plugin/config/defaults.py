@@ -1,7 +1,7 @@
 """PySlowFast's config schema (the nodes a video classification run reads), with the same key names, defaults and
 types, plus the ``MTNET`` and ``SYNTHETIC`` nodes.
 
-The schema matches PySlowFast at commit ``287ec00`` (``slowfast/config/defaults.py``; facts file §3.1) so its YAML
+The schema matches PySlowFast at commit ``287ec00`` (``slowfast/config/defaults.py``) so its YAML
 files load unchanged. Nodes that serve tasks we do not run (detection, self-supervision, MViT, demos, ...) live in
 :mod:`mtnet_plugin.config.compat_nodes`; they are accepted and a non-default value is reported (see
 :mod:`mtnet_plugin.config.loading`). Keys added by this project are marked ``[mtnet_plugin]``; the ``MTNET``
@@ -18,7 +18,7 @@ from .synthetic import add_synthetic_config
 
 def _add_bn(cfg: CfgNode) -> None:
     cfg.BN = CfgNode()
-    # Recompute BN statistics on training batches before checkpoints/evaluation ("precise BN", facts §9.3).
+    # Recompute BN statistics on training batches before checkpoints/evaluation ("precise BN").
     cfg.BN.USE_PRECISE_STATS = False
     # How many training batches the precise-BN pass reads.
     cfg.BN.NUM_BATCHES_PRECISE = 200

@@ -1,6 +1,6 @@
 """Loading YAML configs and ``--opts`` overrides, with errors that name the key and the file.
 
-Semantics follow fvcore's ``CfgNode.merge_from_file`` (facts file §3.4): ``_BASE_`` (a path or a list of paths,
+Semantics follow fvcore's ``CfgNode.merge_from_file``: ``_BASE_`` (a path or a list of paths,
 relative to the including file) is loaded first, later values win, keys unknown to the schema are errors and values
 are type-checked against the defaults. Two differences, both deliberate:
 

@@ -3,7 +3,7 @@
 ``validate_cfg`` raises :class:`~mtnet_plugin.config.loading.ConfigError` naming the first offending key.
 ``assert_and_infer_cfg`` is PySlowFast's entry point of the same name: it validates and returns a NEW config with
 the derived values (learning rates scaled by NUM_SHARDS when ``SOLVER.BASE_LR_SCALE_NUM_SHARDS``), leaving its
-argument untouched (facts file §3.2).
+argument untouched.
 """
 import logging
 import numbers
@@ -71,7 +71,7 @@ def _check_runtime(cfg: CfgNode, check_devices: bool) -> None:
         available = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if num_gpus > available:
             _fail("NUM_GPUS", num_gpus, f"only {available} CUDA device(s) available (use NUM_GPUS 0 for CPU)")
-    # Per-process batch = BATCH_SIZE / max(1, NUM_GPUS) (facts file §9.5); it must divide evenly and be >= 1.
+    # Per-process batch = BATCH_SIZE / max(1, NUM_GPUS); it must divide evenly and be >= 1.
     for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE"):
         batch = _int(cfg, key, 1)
         if batch % max(1, num_gpus):
@@ -129,7 +129,7 @@ def _check_data(cfg: CfgNode) -> None:
     crops = _int(cfg, "TEST.NUM_SPATIAL_CROPS", 1)
     if crops not in (1, 3):
         _fail("TEST.NUM_SPATIAL_CROPS", crops, "must be 1 (centre) or 3 (two ends and centre)")
-    # With 1 crop the test short side is TRAIN_JITTER_SCALES[0]; with 3 it is TEST_CROP_SIZE itself (facts §5.3).
+    # With 1 crop the test short side is TRAIN_JITTER_SCALES[0]; with 3 it is TEST_CROP_SIZE itself.
     if crops == 1 and test_crop > scales[0]:
         _fail("DATA.TEST_CROP_SIZE", test_crop, "larger than the 1-crop test short side "
               f"DATA.TRAIN_JITTER_SCALES[0] = {scales[0]}")

@@ -1,7 +1,7 @@
 """Datasets and DataLoaders for the engine (the data contract of docs/design.md).
 
 Per-process batch size is PySlowFast's: ``TRAIN.BATCH_SIZE / max(1, NUM_GPUS)`` for train and val,
-``TEST.BATCH_SIZE / max(1, NUM_GPUS)`` for test (facts file §9.5). Train shuffles and drops the last incomplete
+``TEST.BATCH_SIZE / max(1, NUM_GPUS)`` for test. Train shuffles and drops the last incomplete
 batch; val and test keep order and every sample. Under an initialised process group with world size > 1 a
 ``DistributedSampler`` splits the data (shuffle only for train; note that it pads val/test with repeated samples
 so every rank gets the same count, which the test harness sees as extra views). When a loader worker dies

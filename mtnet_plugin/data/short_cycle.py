@@ -1,5 +1,5 @@
 """Multigrid short cycle (Wu et al., "A Multigrid Method for Efficiently Training Video Models", CVPR 2020):
-consecutive batches cycle through smaller crops with proportionally larger batches (facts file §4.3).
+consecutive batches cycle through smaller crops with proportionally larger batches.
 
 Batch ``b`` uses cycle position ``s = b % 3``. Positions 0 and 1 crop ``crop_s = round(TRAIN_CROP_SIZE *
 SHORT_CYCLE_FACTORS[s])`` (docs/design.md) with ``round((TRAIN_CROP_SIZE / crop_s) ** 2)`` times the batch size;

@@ -1,4 +1,4 @@
-"""Tensor transforms of decoded clips (PySlowFast's spatial sampling, facts file §6.3 and §5.3).
+"""Tensor transforms of decoded clips (PySlowFast's spatial sampling).
 
 Shapes: clips are ``(C, T, H, W)`` float tensors unless stated otherwise. Written on plain torch ops because
 pytorchvideo's transforms import a torchvision API that no longer exists.
@@ -68,7 +68,7 @@ def random_crop_offsets(height: int, width: int, size: int, rng: Optional[random
 
 
 def uniform_crop_offsets(height: int, width: int, size: int, spatial_idx: int) -> Tuple[int, int]:
-    """Offsets of test crop ``spatial_idx`` (facts file §5.3).
+    """Offsets of test crop ``spatial_idx``.
 
     Centre is ``(ceil((H - size) / 2), ceil((W - size) / 2))``. For landscape or square frames index 0 / 2 move x
     to the left / right edge; for portrait frames (``H > W``) they move y to the top / bottom edge.

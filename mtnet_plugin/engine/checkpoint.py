@@ -1,4 +1,4 @@
-"""Checkpoints in PySlowFast's layout (facts §8), written atomically and resumable.
+"""Checkpoints in PySlowFast's layout, written atomically and resumable.
 
 Layout: ``OUTPUT_DIR/checkpoints/[{TASK}_]checkpoint_epoch_{epoch + 1:05d}.pyth``, PySlowFast's names; auto-resume
 and testing consider only names of exactly this form for the run's ``TASK`` (``backup_of_checkpoint_epoch_00100.pyth``
@@ -119,7 +119,7 @@ def _named(path: str, key: str) -> str:
 
 
 def open_checkpoint(path: str, key: str = "") -> dict:
-    """:func:`read_checkpoint` whose errors name the file and the config key it came from (faults-found #7).
+    """:func:`read_checkpoint` whose errors name the file and the config key it came from.
 
     Args:
         path: the file.
@@ -225,7 +225,7 @@ def atomic_save(obj, path: str, hint: str = "") -> None:
 
     Raises:
         OSError: the write failed (full disk, quota, I/O error); the message names ``path``, the free space in its
-            folder and ``hint`` (faults-found #10). Nothing is left behind.
+            folder and ``hint``. Nothing is left behind.
     """
     folder = os.path.dirname(path) or "."
     tmp = os.path.join(folder, f"{_PARTIAL_PREFIX}{_HOST}_{os.getpid()}_{uuid.uuid4().hex}{_PARTIAL_SUFFIX}")
@@ -492,7 +492,7 @@ def _strip_prefixes(name: str, prefixes) -> str:
 
 
 def match_model_state(model: nn.Module, state: dict, clear_name_patterns=()) -> "tuple[dict, dict[str, list]]":
-    """Which tensors of ``state`` fit ``model`` by name and shape (facts §8); nothing is loaded.
+    """Which tensors of ``state`` fit ``model`` by name and shape; nothing is loaded.
 
     ``module.`` prefixes (DDP) are removed from the checkpoint's names and the model is unwrapped.
 
@@ -526,7 +526,7 @@ def loaded_share(model: nn.Module, matched: dict) -> float:
 
 
 def load_model_state(model: nn.Module, state: dict, clear_name_patterns=()) -> "dict[str, list]":
-    """Shape-matched, non-strict loading of ``state`` into ``model`` (facts §8), logging what did not load.
+    """Shape-matched, non-strict loading of ``state`` into ``model``, logging what did not load.
 
     Returns:
         :func:`match_model_state`'s report, plus ``"share"``: :func:`loaded_share` of what was loaded.
@@ -566,7 +566,7 @@ def check_loaded_share(path: str, ckpt: dict, model: nn.Module, min_share: float
 
 
 def check_fits_model(path: str, ckpt: dict, model: nn.Module, clear_name_patterns=(), key: str = "") -> None:
-    """Refuse a checkpoint that matches none of the model's tensors (faults-found #8); partial matches pass.
+    """Refuse a checkpoint that matches none of the model's tensors; partial matches pass.
 
     Raises:
         CheckpointError: naming the file, the key, and a few names of each side.

@@ -1,4 +1,4 @@
-"""Multi-view testing (facts §5): every view of every video, ``MODEL.HEAD_ACT`` per view, aggregated per video.
+"""Multi-view testing: every view of every video, ``MODEL.HEAD_ACT`` per view, aggregated per video.
 
 ``run_test(cfg)`` loads the weights (``TEST.CHECKPOINT_FILE_PATH``, else the last intact checkpoint in
 ``OUTPUT_DIR/checkpoints``, else ``TRAIN.CHECKPOINT_FILE_PATH``, else a loud warning about random weights), runs
@@ -206,7 +206,7 @@ def summarize(records: List[dict], num_classes: int, method: str = "sum", num_vi
 
 
 def test_checkpoint_source(cfg) -> "tuple[Optional[str], str]":
-    """The weights ``test`` loads, in PySlowFast's order (facts §5.1), and the config key that names them.
+    """The weights ``test`` loads, in PySlowFast's order, and the config key that names them.
 
     Returns:
         ``(path, key)``: key ``TEST.CHECKPOINT_FILE_PATH``, ``""`` for the newest intact checkpoint of
@@ -226,7 +226,7 @@ def check_test_checkpoint(cfg) -> None:
     """Refuse an unusable ``TEST.CHECKPOINT_FILE_PATH`` now, not after the training that ``test`` follows.
 
     Raises:
-        FileNotFoundError, CheckpointError: naming the file and the key (faults-found #7, #8).
+        FileNotFoundError, CheckpointError: naming the file and the key.
     """
     path = cfg.TEST.CHECKPOINT_FILE_PATH
     if path:

@@ -1,4 +1,4 @@
-"""Hooks of the training loop: everything but batch -> forward -> loss -> backward -> step (style habit 12).
+"""Hooks of the training loop: everything but batch -> forward -> loss -> backward -> step.
 
 A hook sees the :class:`~mtnet_plugin.engine.trainer.Trainer` and may act before/after the run, an epoch or a
 step. The default list (``default_hooks``) is, in order: LR schedule, iteration writer, epoch writer, gradient
@@ -50,7 +50,7 @@ class HookBase:
 
 
 class LRScheduler(HookBase):
-    """Sets the LR every iteration from the fractional epoch and the phase cfg (facts §9.1)."""
+    """Sets the LR every iteration from the fractional epoch and the phase cfg."""
 
     def before_step(self, trainer) -> None:
         epoch = trainer.epoch + trainer.iter / trainer.iters_per_epoch
@@ -83,7 +83,7 @@ class EpochWriter(HookBase):
 
 
 class PreciseBN(HookBase):
-    """Recompute BN statistics with fvcore's ``update_bn_stats`` before checkpoint/eval epochs (facts §9.3)."""
+    """Recompute BN statistics with fvcore's ``update_bn_stats`` before checkpoint/eval epochs."""
 
     def __init__(self, num_batches: int):
         self.num_batches = num_batches

@@ -3,7 +3,7 @@
 ``setup_logging`` is meant for entry points (``tools/run_net.py`` through :func:`mtnet_plugin.engine.run`, or a
 spawned worker): library modules only use ``logging.getLogger(__name__)``.
 
-``json_stats`` lines follow PySlowFast's ``log_json_stats`` (facts §9.6): floats become ``Decimal`` with five
+``json_stats`` lines follow PySlowFast's ``log_json_stats``: floats become ``Decimal`` with five
 decimals, the dict is dumped by simplejson with ``sort_keys=True``, the line reads ``json_stats: {...}``, and epoch
 stats are also appended to ``OUTPUT_DIR/json_stats.log``. A NaN or infinite number (a diverging loss, a NaN
 gradient norm) is written as the string ``"nan"``, ``"inf"`` or ``"-inf"``, which JSON allows and ``float()`` reads

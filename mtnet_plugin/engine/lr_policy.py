@@ -1,4 +1,4 @@
-"""Learning-rate policies of PySlowFast's ``SOLVER`` node (facts §9.1), evaluated at a fractional epoch.
+"""Learning-rate policies of PySlowFast's ``SOLVER`` node, evaluated at a fractional epoch.
 
 The trainer sets the LR every iteration from ``epoch = cur_epoch + cur_iter / iters_per_epoch``.
 

@@ -1,4 +1,4 @@
-"""Metrics and meters: top-k errors, mean per-class accuracy, and PySlowFast-format stats (facts §5.2, §9.6).
+"""Metrics and meters: top-k errors, mean per-class accuracy, and PySlowFast-format stats.
 
 Top-k uses ``k = min(k, num_classes)`` (PySlowFast crashes with fewer than 5 classes); the stat keys keep their
 names (``top5_err`` is the top-min(5, C) error).

@@ -5,7 +5,7 @@ Reference: C.-Y. Wu, R. Girshick, K. He, C. Feichtenhofer, P. Krähenbühl, CVPR
 :class:`MultigridSchedule` never edits the cfg it is given: it builds a *run cfg* (the whole run's epochs and LR
 schedule) and, per epoch, a *phase cfg* (that long-cycle phase's batch, frames and crop), both new frozen cfgs.
 
-Step policy (``steps_with_relative_lrs``) — identical to PySlowFast (facts §4.2): the long-cycle schedule
+Step policy (``steps_with_relative_lrs``) — identical to PySlowFast: the long-cycle schedule
 ``[(lr_step_index, [B_rel, T, S], end_epoch), ...]`` gives ``STEPS = [0] + ends`` (last one replaced by the mean
 of the last two), ``LRS = GAMMA**step * B_rel`` (the linear scaling rule; the fine-tune entry repeated), and
 ``MAX_EPOCH = ends[-1]``. Short cycle alone multiplies ``STEPS`` and ``MAX_EPOCH`` by ``EPOCH_FACTOR``.
@@ -46,7 +46,7 @@ def _stages(cfg) -> List[float]:
 
 
 def long_cycle_schedule(cfg) -> List[Phase]:
-    """The long-cycle schedule with PySlowFast's math (facts §4.2), for the cfg's full-size T, S and batch."""
+    """The long-cycle schedule with PySlowFast's math, for the cfg's full-size T, S and batch."""
     mg = cfg.MULTIGRID
     num_frames, crop = cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE
     steps = _stages(cfg)
@@ -170,7 +170,7 @@ class MultigridSchedule:
         return out
 
     def _periodic(self, cur_epoch: int, period: int) -> bool:
-        """PySlowFast's is_eval_epoch / is_checkpoint_epoch rule under multigrid (facts §4.2)."""
+        """PySlowFast's is_eval_epoch / is_checkpoint_epoch rule under multigrid."""
         if cur_epoch + 1 == self.max_epoch:
             return True
         if self.schedule is None:

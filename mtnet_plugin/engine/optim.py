@@ -1,4 +1,4 @@
-"""Optimizer construction from ``SOLVER`` with PySlowFast's parameter groups (facts §9.2).
+"""Optimizer construction from ``SOLVER`` with PySlowFast's parameter groups.
 
 Groups (empty ones are dropped; each carries ``name`` and ``lr_scale``):
 

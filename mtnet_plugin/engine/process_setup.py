@@ -64,7 +64,7 @@ def to_device(batch: dict, device: torch.device) -> "tuple[torch.Tensor, torch.T
 def loader_cfg(cfg):
     """The cfg handed to ``build_loader``: under a process group, ``NUM_GPUS`` = processes on this machine.
 
-    The loader gives each process ``BATCH_SIZE / max(1, NUM_GPUS)`` clips (PySlowFast, facts §9.5), so
+    The loader gives each process ``BATCH_SIZE / max(1, NUM_GPUS)`` clips (PySlowFast), so
     ``TRAIN.BATCH_SIZE`` stays the batch of one machine when its CPU processes stand in for GPUs. Returns ``cfg``
     itself otherwise, or a new frozen cfg.
 

@@ -1,4 +1,4 @@
-"""``train(cfg)``: PySlowFast's training semantics (facts §9) on CPU, one GPU, or many through DDP.
+"""``train(cfg)``: PySlowFast's training semantics on CPU, one GPU, or many through DDP.
 
 The :class:`Trainer` owns the state and runs batch -> forward -> loss -> backward -> step; the LR schedule,
 logging, precise BN, checkpoints, evaluation and plots are hooks (``hooks.py``). With ``MULTIGRID.LONG_CYCLE`` /

@@ -1,4 +1,4 @@
-"""Naming the video whose loading killed a DataLoader worker, however PyTorch reports the death (faults-found #2, #11).
+"""Naming the video whose loading killed a DataLoader worker, however PyTorch reports the death.
 
 A worker that dies (an FFmpeg crash, an out-of-memory kill) reaches the main process in one of three ways:
 PyTorch's ``RuntimeError: DataLoader worker (pid N) exited unexpectedly`` from the loader or from its SIGCHLD

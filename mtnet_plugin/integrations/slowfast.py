@@ -2,8 +2,8 @@
 
 PySlowFast (facebookresearch/SlowFast) builds models with ``MODEL_REGISTRY.get(cfg.MODEL.MODEL_NAME)(cfg)``,
 feeds them a list of pathway tensors, expects logits in train mode and probabilities in eval mode, packs the
-input only for arches listed in ``MODEL.SINGLE_PATHWAY_ARCH`` and rejects YAML keys missing from its defaults
-(facts §1.2-§1.5, §3.4). This module bridges those points and nothing else:
+input only for arches listed in ``MODEL.SINGLE_PATHWAY_ARCH`` and rejects YAML keys missing from its defaults.
+This module bridges those points and nothing else:
 
 - ``MTNet``: our model (same modules, same state-dict keys) with SlowFast's ``forward(x, bboxes=None)``.
 - ``add_mtnet_config(cfg)``: the ``MTNET`` node plus the ``mtnet`` arch on a SlowFast cfg.
@@ -33,7 +33,7 @@ _KEYS_SLOWFAST_LACKS = {"BN": {"EPSILON": 1e-5, "MOMENTUM": 0.1}}
 
 
 class MTNet(mt_models.MTNet):
-    """Our MTNet behind PySlowFast's model contract (facts §1.3).
+    """Our MTNet behind PySlowFast's model contract.
 
     It subclasses our registered model and adds no module, parameter or buffer, so its ``state_dict`` keys and
     shapes are our model's: a ``"model_state"`` saved by either runtime loads strictly into the other.
@@ -86,8 +86,8 @@ def add_mtnet_config(cfg: CfgNode) -> CfgNode:
     """Extend a PySlowFast cfg in place for MTNet and return it (idempotent).
 
     Adds the ``MTNET`` node (``mtnet_plugin.config.mtnet.add_mtnet_config``) so YAML files may set
-    ``MTNET.*`` (unknown keys are rejected, facts §3.4), appends ``"mtnet"`` to ``MODEL.SINGLE_PATHWAY_ARCH``
-    so ``MODEL.ARCH: mtnet`` is packed as ``[frames]`` (facts §1.4), and adds ``BN.EPSILON`` (1e-5) and
+    ``MTNET.*`` (unknown keys are rejected), appends ``"mtnet"`` to ``MODEL.SINGLE_PATHWAY_ARCH``
+    so ``MODEL.ARCH: mtnet`` is packed as ``[frames]``, and adds ``BN.EPSILON`` (1e-5) and
     ``BN.MOMENTUM`` (0.1), read by our model but absent from PySlowFast's schema, where missing.
     Keys already present keep their values.
 

@@ -11,7 +11,7 @@ from torch import nn
 from .mtnet import create_mtnet
 from .x3d import create_x3d
 
-# name -> (builder, depth factor, frames T, train crop, test crop); X3D configs (facts §2.4), spec #18.
+# name -> (builder, depth factor, frames T, train crop, test crop); X3D configs, spec #18.
 _PRESETS: Dict[str, Tuple[Any, float, int, int, int]] = {
     "X3D_XS": (create_x3d, 2.2, 4, 160, 182),
     "X3D_S": (create_x3d, 2.2, 13, 160, 182),
