@@ -290,8 +290,6 @@ UNIMPLEMENTED = (
     "DATA.DUMMY_LOAD",
     "SOLVER.LARS_ON", "SOLVER.LAYER_DECAY", "SOLVER.STEP_SIZE", "SOLVER.WARMUP_FACTOR",
     "MULTIGRID.BN_BASE_SIZE",
-    # Every backend decodes with PyAV here; a reader of this key takes it off this list.
-    "DATA.DECODING_BACKEND",
     # MTNet and X3D are built from X3D.* (and RESNET.ZERO_INIT_FINAL_BN); these describe PySlowFast's ResNet,
     # SlowFast and non-local networks.
     "RESNET.TRANS_FUNC", "RESNET.NUM_GROUPS", "RESNET.WIDTH_PER_GROUP", "RESNET.INPLACE_RELU", "RESNET.STRIDE_1X1",
