@@ -28,7 +28,6 @@ A malformed annotation line stops with :class:`AnnotationError` naming ``file:li
 import csv
 import io
 import json
-import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -36,7 +35,6 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .video_list import format_line
 
-logger = logging.getLogger(__name__)
 
 FORMATS = ("ucf101", "kinetics", "hacs", "mit", "folder")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp",
