@@ -136,7 +136,7 @@ def test_mtnet_node_is_derived_from_the_model_options():
 
     node = get_cfg().MTNET
     keyed = [f for f in dataclasses.fields(MTBlockOptions) if f.metadata["key"]]
-    assert set(node) == {f.metadata["key"] for f in keyed} | {"HEAD"}
+    assert set(node) == {f.metadata["key"] for f in keyed} | {"HEAD", "INIT_FROM_X3D"}
     assert all(node[f.metadata["key"]] == f.default for f in keyed)
     assert MTBlockOptions.from_node(node) == MTBlockOptions()
     # A value the layers reject is rejected by validation, naming the key (symmetric pooling needs no selection).

@@ -170,6 +170,12 @@ def _check_mtnet(cfg: CfgNode) -> None:
               "MTBlock's last MTConv feed a ReLU whose gradient at 0 is 0, so no MTBlock parameter ever gets a "
               "gradient; use MTNET.ZERO_INIT sr (the default), MTNET.LAST_MTCONV_ACT False or "
               "RESNET.ZERO_INIT_FINAL_BN False")
+    init = cfg.MTNET.get("INIT_FROM_X3D", "")
+    if not isinstance(init, str):
+        _fail("MTNET.INIT_FROM_X3D", init, "must be a path (a PySlowFast X3D checkpoint) or empty")
+    if init and cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        _fail("MTNET.INIT_FROM_X3D", init, f"and TRAIN.CHECKPOINT_FILE_PATH = {cfg.TRAIN.CHECKPOINT_FILE_PATH!r} both "
+              "initialise the model: set one")
 
 
 def _check_checkpoint(cfg: CfgNode) -> None:

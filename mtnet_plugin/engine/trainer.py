@@ -51,6 +51,7 @@ from .meters import TrainMeter, topk_errors
 from .multigrid import MultigridSchedule
 from .optim import construct_optimizer
 from .process_setup import build_model_on_device, loader_cfg, set_seed, to_device
+from .warm_start import warm_start_from_x3d
 from .workers import naming_worker_deaths
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,9 @@ class Trainer:
                 else:
                     logger.info("Resuming from %s: epoch %d done, continuing at epoch %d", path, epoch + 1, epoch + 2)
                 return epoch + 1
+        if "MTNET" in cfg and cfg.MTNET.get("INIT_FROM_X3D", ""):  # a new run of MTNet from an X3D checkpoint
+            warm_start_from_x3d(self.model, cfg.MTNET.INIT_FROM_X3D, self.output_dir if is_main_process() else "")
+            return 0
         if cfg.TRAIN.CHECKPOINT_FILE_PATH:
             if cfg.TRAIN.CHECKPOINT_TYPE != "pytorch" or cfg.TRAIN.CHECKPOINT_INFLATE:
                 raise NotImplementedError(
