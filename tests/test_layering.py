@@ -52,9 +52,16 @@ def test_imports_point_down(path):
     assert not bad, f"{path.relative_to(PKG)} imports a floor above it: {bad}"
 
 
-# ops/native.py builds and loads the fused C kernel: the standard library's compiler and ctypes plumbing.
-NATIVE_LOADER_STDLIB = {"ctypes", "concurrent", "hashlib", "logging", "os", "pathlib", "platform", "shutil",
-                        "subprocess", "tempfile", "threading"}
+# ops/native.py builds and loads the fused C kernel: the standard library's compiler and ctypes plumbing, and
+# the checks of its cache (owner, mode, a build lock).
+NATIVE_LOADER_STDLIB = {"contextlib", "ctypes", "concurrent", "fcntl", "hashlib", "logging", "os", "pathlib",
+                        "platform", "re", "shutil", "stat", "subprocess", "tempfile", "threading"}
+
+
+def test_layers_leave_the_kernels_to_ops():
+    # One door per op in ops/: no layer names the kernel module or decides itself whether a kernel runs.
+    for path in (PKG / "layers").rglob("*.py"):
+        assert "native" not in path.read_text(), path
 
 
 def test_ops_import_torch_only():

@@ -5,6 +5,7 @@ import copy
 import math
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -58,8 +59,26 @@ def _grad_fns(t):
     return names
 
 
+KERNEL_CALLS = []  # one entry per call of the C SoftPool forward since the last _ran_native
+
+
+@pytest.fixture(autouse=True)
+def _count_kernel_calls(monkeypatch):
+    real = native.softpool2d_forward
+
+    def spy(*args, **kwargs):
+        KERNEL_CALLS.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(native, "softpool2d_forward", spy)
+    KERNEL_CALLS.clear()
+
+
 def _ran_native(t):
-    return any("NativeSoftPool" in name for name in _grad_fns(t))
+    """Whether the C SoftPool kernel ran since the last call (t: the output it produced)."""
+    ran = bool(KERNEL_CALLS)
+    KERNEL_CALLS.clear()
+    return ran
 
 
 def _eager_only(monkeypatch):
@@ -148,7 +167,7 @@ def test_backward_matches_autograd_through_window_loop(shape, scale):
     # the same through softpool_spatial's autograd Function
     xs = x.clone().requires_grad_()
     out = softpool_spatial(xs)
-    assert "NativeSoftPool" in type(out.grad_fn).__name__, type(out.grad_fn).__name__
+    assert _ran_native(out)
     out.backward(g)
     assert torch.equal(xs.grad, got)
 
@@ -160,7 +179,7 @@ def test_backward_with_frames_is_zero_on_unselected_frames(frames):
     x = torch.randn(2, 3, 5, 5, 6, generator=gen) * 3
     xs, xd = x.clone().requires_grad_(), x.double().requires_grad_()
     out = softpool_spatial(xs, torch.tensor(frames))
-    assert "NativeSoftPool" in type(out.grad_fn).__name__
+    assert _ran_native(out)
     ref = _reference(xd, frames)
     g = torch.randn(ref.shape, generator=gen)
     out.backward(g)
@@ -445,7 +464,8 @@ def test_failing_compiler_is_reported_and_leaves_no_files(monkeypatch, tmp_path)
     monkeypatch.setenv("MTNET_NATIVE_CACHE", str(tmp_path / "cache"))
     with pytest.raises(RuntimeError, match="failed"):
         native._load()
-    assert list((tmp_path / "cache").iterdir()) == []
+    folder = native.user_cache_dir()
+    assert [p.name for p in folder.iterdir()] == [".build.lock"]  # no library, no temporary file
 
 
 def test_cache_location(monkeypatch, tmp_path):
@@ -463,33 +483,195 @@ def test_cache_location(monkeypatch, tmp_path):
 def test_build_into_a_fresh_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("MTNET_NATIVE_CACHE", str(tmp_path))
     lib = native._load()
-    built = Path(lib._name)  # the file ctypes loaded
-    assert built.parent == tmp_path and built.suffix == ".so"
-    assert [p.name for p in tmp_path.iterdir()] == [built.name]  # no temporary files left
+    built = Path(lib.mtnet_path)  # the file that was checked and loaded
+    folder = tmp_path / f"native-uid{os.geteuid()}"
+    assert built.parent == folder and built.suffix == ".so"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([built.name, ".build.lock"])  # no temporary files
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(built.stat().st_mode) == 0o755
     stamp = built.stat().st_mtime_ns
     native._load()  # a second load reuses the file
-    assert [p.name for p in tmp_path.iterdir()] == [built.name] and built.stat().st_mtime_ns == stamp
+    assert built.stat().st_mtime_ns == stamp and len(list(folder.glob("*.so"))) == 1
     # the freshly built library computes Eq. 5
     monkeypatch.setattr(native, "library", lambda: lib)
     x = torch.randn(2, 2, 2, 5, 6, generator=_gen(24)) * 3
     torch.testing.assert_close(native.softpool2d_forward(x).double(), _reference(x.double()), rtol=1e-5, atol=1e-5)
 
 
-
 @needs_kernel
 def test_a_damaged_cached_library_is_rebuilt(monkeypatch, tmp_path):
     monkeypatch.setenv("MTNET_NATIVE_CACHE", str(tmp_path))
-    built = Path(native._load()._name)
+    built = Path(native._load().mtnet_path)
     built.unlink()  # a new file, not an overwrite: the library loaded here must keep its pages
     built.write_bytes(b"not a shared object")  # e.g. a disk that failed under the cache
-    # A fresh process (this one has the path loaded already, and dlopen would hand that back).
+    built.chmod(0o755)
+    # A fresh process (this one has the file loaded already, and dlopen would hand that back).
     code = ("import logging; logging.basicConfig(); import mtnet_plugin.ops.native as n; "
-            "lib = n._load(); print(lib._name, lib.team_size(1))")
+            "lib = n._load(); print(lib.mtnet_path, lib.team_size(1))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ),
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert "rebuilding" in done.stderr and str(built) in done.stderr
     assert done.stdout.split() == [str(built), "1"] and built.read_bytes()[:4] == b"\x7fELF"
+
+
+# --- the cache refuses what it cannot trust: a planted library's constructor never runs -------------------------
+
+PLANTED = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((constructor)) static void planted(void) {
+    FILE *f = fopen(getenv("MTNET_PLANT_MARKER"), "w");
+    if (f) { fputs("constructor ran", f); fclose(f); }
+}
+int team_size(long long threads) { (void)threads; return 99; }
+"""
+
+
+def _plant(tmp_path):
+    """A shared object whose constructor writes $MTNET_PLANT_MARKER, and the env of a process that would load
+    the kernels from tmp_path/cache."""
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    src = tmp_path / "planted.c"
+    src.write_text(PLANTED)
+    so = tmp_path / "planted.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(so), str(src)], check=True, capture_output=True)
+    env = dict(os.environ, MTNET_NATIVE_CACHE=str(tmp_path / "cache"), MTNET_PLANT_MARKER=str(tmp_path / "ran"))
+    env.pop("MTNET_NATIVE", None)
+    return so, env
+
+
+# The planted library is refused, so the loader builds in a private folder: with CC=false that build fails at
+# once (the test is about what is loaded, not about building), and the name it looks for is library_name(CC).
+# One process tries every cache root in turn (argv), reporting one line per root.
+LOAD_EACH = """
+import logging, os, sys
+logging.basicConfig(stream=sys.stderr)
+import mtnet_plugin.ops.native as n
+for root in sys.argv[1:]:
+    os.environ["MTNET_NATIVE_CACHE"] = root
+    os.environ["MTNET_PLANT_MARKER"] = os.path.join(root, "ran")  # where a constructor that runs writes
+    try:
+        lib = n._load()
+        print(root, "loaded", lib.team_size(2), flush=True)
+    except (RuntimeError, AttributeError) as exc:
+        print(root, "refused" if "false" in str(exc) else "error", flush=True)
+"""
+PLANTS = ["folder owned by uid 12345", "folder writable by others", "file owned by uid 12345",
+          "file writable by group", "file is a symlink", "trusted (control)"]
+
+
+@needs_kernel
+def test_a_planted_library_never_runs(tmp_path):
+    if shutil.which("false") is None:
+        pytest.skip("no 'false' program")
+    so, env = _plant(tmp_path)
+    env["CC"] = "false"
+    roots, targets = [], {}
+    for k, how in enumerate(PLANTS):
+        if os.geteuid() != 0 and "12345" in how:
+            continue  # chown to another uid needs root
+        root = tmp_path / f"cache{k}"
+        folder = root / f"native-uid{os.geteuid()}"
+        folder.mkdir(parents=True, mode=0o700)
+        target = folder / native.library_name(shutil.which("false"))
+        if how == "file is a symlink":
+            target.symlink_to(so)
+        else:
+            shutil.copy(so, target)
+            target.chmod(0o755)
+        if how == "folder owned by uid 12345":
+            os.chown(folder, 12345, 12345)
+        elif how == "folder writable by others":
+            folder.chmod(0o777)
+        elif how == "file owned by uid 12345":
+            os.chown(target, 12345, 12345)
+        elif how == "file writable by group":
+            target.chmod(0o775)
+        roots.append(str(root))
+        targets[str(root)] = (how, folder, target)
+    # the control goes last: its constructor runs, proving the library would have run in the others' place
+    done = subprocess.run([sys.executable, "-c", LOAD_EACH, *roots], env=env, capture_output=True, text=True,
+                          timeout=300)
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    for root in roots[:-1]:
+        how, folder, target = targets[root]
+        assert lines.get(root) == "refused", (how, done.stdout, done.stderr[-2000:])
+        assert not (Path(root) / "ran").exists(), f"{how}: the planted library's constructor ran"
+        assert "not using the kernel cache" in done.stderr and str(folder) in done.stderr, how  # a log line
+        assert os.path.lexists(target), how  # never deleted
+        assert target.is_symlink() or target.read_bytes() == so.read_bytes(), how
+    assert targets[roots[-1]][0] == "trusted (control)"
+    assert (Path(roots[-1]) / "ran").read_text() == "constructor ran"  # the control's load ran it
+    assert done.stderr.count("not using the kernel cache") == len(roots) - 1
+
+
+@needs_kernel
+def test_concurrent_processes_build_once(tmp_path):
+    # Two processes (e.g. DDP ranks) start on an empty cache at once: one compiles, the others wait and load.
+    env = dict(os.environ, MTNET_NATIVE_CACHE=str(tmp_path / "cache"))
+    env.pop("MTNET_NATIVE", None)
+    code = ("import mtnet_plugin.ops.native as n, subprocess; calls = []; real = subprocess.run\n"
+            "def spy(cmd, *a, **k):\n    calls.append(1)\n    return real(cmd, *a, **k)\n"
+            "subprocess.run = spy\nlib = n._load(); print(len(calls), lib.mtnet_path)")
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [r[1][-500:] for r in results]
+    compiles = [int(r[0].split()[0]) for r in results]
+    assert sum(1 for c in compiles if c > 0) == 1, compiles  # exactly one process ran the compiler
+    assert len({r[0].split()[1] for r in results}) == 1
+
+
+@needs_kernel
+def test_leftover_temporary_files_are_removed(monkeypatch, tmp_path):
+    monkeypatch.setenv("MTNET_NATIVE_CACHE", str(tmp_path))
+    folder = native._trusted_folder(native.user_cache_dir())
+    left = folder / (native.TEMP_PREFIX + "crashed.so")
+    left.write_bytes(b"half a library")
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    shutil.copy(native.library().mtnet_path, folder / native.library_name(cc))  # no build needed
+    (folder / native.library_name(cc)).chmod(0o755)
+    native._load()
+    assert not left.exists() and (folder / native.library_name(cc)).exists()
+
+
+def test_flag_sets_keep_openmp_and_tuning_on_every_architecture():
+    for machine, tuning in [("x86_64", "-march=native"), ("AMD64", "-march=native"), ("aarch64", "-mcpu=native"),
+                            ("arm64", "-mcpu=native"), ("ppc64le", "-mcpu=native")]:
+        sets = native.flag_sets(machine)
+        assert "-fopenmp" in sets[0] and tuning in sets[0], (machine, sets[0])
+        assert "-O3" in sets[0] and "-fPIC" in sets[0]
+        # a compiler that refuses the tuning flags keeps OpenMP; one that refuses OpenMP keeps the tuning
+        assert "-fopenmp" in sets[1] and tuning not in sets[1]
+        assert "-fopenmp" not in sets[2] and tuning in sets[2]
+        assert "-fopenmp" not in sets[3] and tuning not in sets[3]
+    assert not any("-mprefer-vector-width" in f for s in native.flag_sets("aarch64") for f in s)  # x86-only
+    riscv = native.flag_sets("riscv64")
+    assert riscv[0] == native.BASE_FLAGS + native.OPENMP and len(riscv) == 2
+
+
+@needs_kernel
+def test_a_compiler_refusing_the_tuning_keeps_openmp(monkeypatch, tmp_path):
+    real_cc = shutil.which(os.environ.get("CC", "cc"))
+    wrapper = tmp_path / "no-tuning-cc"
+    wrapper.write_text("#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in -march=native|-mcpu=native) exit 1;; esac; done\n"
+                       f"exec {real_cc} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CC", str(wrapper))
+    monkeypatch.setenv("MTNET_NATIVE_CACHE", str(tmp_path / "cache"))
+    lib = native._load()
+    assert lib.team_size(2) == 2  # still OpenMP
+
+
+def test_ctypes_signatures_match_the_c_prototypes(tmp_path):
+    native.check_signatures()  # the shipped sources
+    src = tmp_path / "gru.c"
+    text = (native.CSRC / "gru.c").read_text().replace("int64_t T, int64_t H, int64_t n_begin",
+                                                          "int64_t T, int64_t H, int64_t extra, int64_t n_begin", 1)
+    src.write_text(text)
+    sources = [s if s.name != "gru.c" else src for s in native.SOURCES]
+    with pytest.raises(RuntimeError, match="gru_layer_forward_f32"):
+        native.check_signatures(sources)
 
 
 SUBPROCESS = """
@@ -511,7 +693,7 @@ def test_switched_off_process_falls_back_to_eager(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     got = torch.load(tmp_path / "r.pt")
     assert got["available"] is False and "MTNET_NATIVE" in got["reason"]
-    assert "NativeSoftPool" not in got["grad_fn"]
+    assert "MTNET_NATIVE" in got["reason"]
     x = (torch.randn(2, 3, 4, 5, 7, generator=_gen(25)) * 3).double().requires_grad_()
     ref = _reference(x, [[0, 2], [3, 1]])
     ref.sum().backward()
