@@ -14,7 +14,9 @@ pipeline's centre crop of the first clip, as ``predict`` decodes it); the larges
 eager logits is reported per format and input. ONNX files are run through ``onnxruntime`` when it is installed
 (else they are written but reported as unchecked). All of MTNet exports, triplet-cosine frame selection included:
 its data-dependent indices are computed with comparisons, sums and ``gather`` (``ops/frame_select.py``), so the
-graph computes them for every input instead of freezing the indices of the example input.
+graph computes them for every input instead of freezing the indices of the example input. ``model.pt2`` keeps
+MTNet's custom ops (``torch.ops.mtnet.*``: load it after importing mtnet_plugin); the ONNX file gets their
+aten decompositions (``mtnet_plugin.ops.decompositions()``, docs/design.md "CPU kernels: one door").
 """
 import logging
 import os
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from mtnet_plugin.data import VideoDecodeError, probe_video
+from mtnet_plugin.ops import decompositions
 
 from .checkpoint import open_checkpoint
 from .cli_values import parse_pair
@@ -71,8 +74,9 @@ def _run_onnx(path: str, inputs: Dict[str, torch.Tensor]) -> Optional[Dict[str, 
 
 
 def _export_onnx(model: nn.Module, program, example: torch.Tensor, path: str, exporter: str) -> None:
-    if exporter == "dynamo":
-        torch.onnx.export(program, (example,), path, dynamo=True, external_data=False,
+    if exporter == "dynamo":  # ONNX knows no mtnet ops: their aten decompositions instead
+        plain = program.run_decompositions(decompositions())
+        torch.onnx.export(plain, (example,), path, dynamo=True, external_data=False,
                           input_names=["video"], output_names=["logits"], verbose=False)
     else:
         torch.onnx.export(model, (example,), path, dynamo=False, opset_version=17, input_names=["video"],

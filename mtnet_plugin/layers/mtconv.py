@@ -11,7 +11,7 @@ from typing import Any, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from mtnet_plugin.ops import native
+from mtnet_plugin.ops import inference_into_applies, norm_act_into
 
 from .options import LP_KERNELS, P_INPUTS, MTConvOptions, check_delta  # noqa: F401  (P_INPUTS, LP_KERNELS: API)
 from .prolonged import ProlongedDownsample, TrilinearResize
@@ -177,15 +177,16 @@ class MTConv(nn.Module):
         return self.upsample(g_lp + g_p, a_local.shape[2:], out=out)  # Eq. 3
 
     def _fused_eval(self, z: torch.Tensor) -> bool:
-        """Whether the eval path without a concatenation applies: inference (eval mode, no autograd) on the CPU
-        kernels (eager fp32), BN with running statistics, ReLU or no activation."""
+        """Whether the eval path without a concatenation applies: inference (eval mode, no autograd) where the
+        ops say writing into slots pays (``ops.inference_into_applies``), BN with running statistics, ReLU or
+        no activation."""
         bn = self.bn_local
         return (
             not self.training
             and not torch.is_grad_enabled()
             and bn.running_mean is not None
             and isinstance(self.act, (nn.ReLU, nn.Identity))
-            and native.applies(z)
+            and inference_into_applies(z)
         )
 
     def _forward_into(self, z_local: torch.Tensor, x_p: torch.Tensor) -> torch.Tensor:
@@ -196,11 +197,8 @@ class MTConv(nn.Module):
         out = torch.empty((n, self.out_channels, t, h, w), dtype=z_local.dtype)
         a_local = out[:, : self.local_channels]
         bn = self.bn_local
-        scale = torch.rsqrt(bn.running_var + bn.eps)  # eval BN = z * scale + shift per channel
-        if bn.weight is not None:
-            scale = scale * bn.weight
-        shift = -bn.running_mean * scale + (bn.bias if bn.bias is not None else 0.0)
-        native.affine_act_into(z_local, scale, shift, a_local, relu=isinstance(self.act, nn.ReLU))
+        norm_act_into(z_local, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps, a_local,
+                      relu=isinstance(self.act, nn.ReLU))
         self._prolonged(x_p, a_local, out=out[:, self.local_channels :])
         return out
 

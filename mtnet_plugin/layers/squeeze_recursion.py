@@ -7,7 +7,7 @@ Shape legend: N batch, C channels (= the recurrent hidden size), T frames, H hei
 import torch
 from torch import nn
 
-from mtnet_plugin.ops import compute_dtype, fp32_region, gru_sequence, native
+from mtnet_plugin.ops import compute_dtype, fp32_region, gru_sequence
 
 from .cells import PeepholeLSTM
 
@@ -89,7 +89,7 @@ class SqueezeRecursion(nn.Module):
         dtype = self.rnn.weight_hh_l0.dtype
         with fp32_region(x):
             seq = compute_dtype(x).mean(dim=(3, 4)).transpose(1, 2).to(dtype)  # (N, T, C)
-            if self._native_gru(seq):  # the same recursion on the CPU kernel (ops.gru_sequence)
+            if self._plain_gru():  # ops.gru_sequence: nn.GRU's recursion (on the CPU kernel where it applies)
                 weights = [getattr(self.rnn, f"{name}_l{k}") for k in range(self.num_layers)
                            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
                 h = gru_sequence(seq, weights, self.num_layers)
@@ -97,8 +97,8 @@ class SqueezeRecursion(nn.Module):
                 h, _ = self.rnn(seq)  # (N, T, C), top layer
         return x * h.transpose(1, 2)[..., None, None].to(x.dtype)
 
-    def _native_gru(self, seq: torch.Tensor) -> bool:
-        """torch's GRU as configured here (bias, one direction, no dropout), eager fp32 on the CPU kernels."""
+    def _plain_gru(self) -> bool:
+        """torch's GRU as configured here: bias, one direction, no dropout in effect, no projection."""
         rnn = self.rnn
         return (
             isinstance(rnn, nn.GRU)
@@ -106,7 +106,6 @@ class SqueezeRecursion(nn.Module):
             and not rnn.bidirectional
             and (rnn.dropout == 0 or not self.training)
             and not getattr(rnn, "proj_size", 0)
-            and native.applies(seq)
         )
 
     def extra_repr(self) -> str:

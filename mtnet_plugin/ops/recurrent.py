@@ -1,6 +1,8 @@
 """A multi-layer GRU from h_0 = 0 with torch's ``nn.GRU`` equations, for the recurrent unit of Squeeze and
 Recursion (Eq. 9-10, Sec. III-B of Stergiou & Poppe, "Multi-Temporal Convolutions for Human Action Recognition
-in Videos", IJCNN 2021), on the fused CPU kernel of :mod:`.native`.
+in Videos", IJCNN 2021): the op is aten's ``gru`` (what ``nn.GRU`` runs, and what tracers, compilers,
+exporters and the FLOP counter see); in eager fp32 on the CPU, :func:`gru_sequence` (the one place that
+chooses) runs it on the fused CPU kernel of :mod:`.native` instead.
 
 Shape legend: N batch, T time steps, D input size, H hidden size.
 
@@ -31,7 +33,8 @@ def _layers(x: torch.Tensor, num_layers: int, weights: Sequence[torch.Tensor], s
     for k in range(num_layers):
         w_ih, w_hh, b_ih, b_hh = weights[4 * k : 4 * k + 4]
         n, t, d = layer_in.shape
-        gi = torch.addmm(b_ih, layer_in.reshape(-1, d), w_ih.t()).view(n, t, -1)  # W_i x_t + b_i, all steps
+        # W_i x_t + b_i of all steps
+        gi = torch.addmm(b_ih, layer_in.reshape(-1, d), w_ih.t()).view(n, t, int(w_ih.shape[0]))
         out, saved = native.gru_layer_forward(gi, w_hh, b_hh, save=save)
         inputs.append(layer_in)
         outs.append(out)
@@ -73,17 +76,23 @@ class _GRUFunction(torch.autograd.Function):
 
 
 def gru_sequence(x: torch.Tensor, weights: Sequence[torch.Tensor], num_layers: int) -> torch.Tensor:
-    """Outputs of the top layer of a stacked GRU from zero states, batch first.
+    """Outputs of the top layer of a stacked GRU from zero states, batch first, without dropout.
 
     Args:
-        x: (N, T, D), fp32 on the CPU.
+        x: (N, T, D), any float dtype the weights have, any device.
         weights: per layer k, ``weight_ih_l{k}`` (3H, D or H), ``weight_hh_l{k}`` (3H, H), ``bias_ih_l{k}`` and
             ``bias_hh_l{k}`` (3H,), in that order (nn.GRU's parameters).
         num_layers: number of stacked layers.
 
     Returns:
-        (N, T, H), as ``nn.GRU(..., batch_first=True)(x)[0]`` up to float rounding.
+        (N, T, H), as ``nn.GRU(..., batch_first=True)(x)[0]`` up to float rounding: the C kernel in eager
+        fp32 on the CPU (weights included), aten's ``gru`` everywhere else.
     """
-    if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
-        return _GRUFunction.apply(x, num_layers, *weights)
-    return _layers(x, num_layers, weights, save=False)[1][-1]
+    if len(weights) != 4 * num_layers:
+        raise ValueError(f"gru_sequence: expected 4 weights per layer ({4 * num_layers}), got {len(weights)}")
+    if native.applies(x) and all(native.applies(w) for w in weights):
+        if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
+            return _GRUFunction.apply(x, num_layers, *weights)
+        return _layers(x, num_layers, weights, save=False)[1][-1]
+    h0 = x.new_zeros((num_layers, x.shape[0], weights[1].shape[1]))  # sizes kept symbolic for tracing
+    return torch.gru(x, h0, list(weights), True, num_layers, 0.0, False, False, True)[0]

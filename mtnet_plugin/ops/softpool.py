@@ -4,12 +4,14 @@ downsampling with SoftPool", ICCV 2021 (arXiv:2101.00440).
 
 Shape legend: x is (N, C, T, H, W); H' = ceil(H / 2), W' = ceil(W / 2), T2 = ceil(T / 2).
 
-Four execution paths give the same values within float rounding (tests compare them, with gradients):
-eager fp32 on the CPU, the fused C kernel of :mod:`.native` (one pass over memory, frame selection fused
-in) when a C compiler is at hand; other eager cases, element-wise ops over the window elements' strided
-views, inside an autograd Function with the closed-form backward when a gradient is needed; under
-``torch.jit.trace``, ``torch.compile`` and ``torch.export`` (strict), plain pooling-kernel ops that export
-to ONNX and that the FLOP counter prices (docs/benchmarks.md has the timings).
+Per-frame SoftPool (2x2 windows, optionally of selected frames) is the custom op ``mtnet::softpool2d`` with
+its backward ``mtnet::softpool2d_backward`` (:mod:`._library`): the implementation runs the fused C kernel
+of :mod:`.native` on eager fp32 CPU tensors (one pass over memory, frame selection fused in), else
+element-wise ops over the window elements' strided views; its decomposition for ``torch.jit.trace`` and ONNX
+is plain pooling-kernel ops that export and that the FLOP counter prices. The symmetric 2x2x2 variant has no
+kernel: element-wise ops in eager (an autograd Function with the closed-form backward), the pooling-kernel
+graph under tracers and compilers. All give the same values within float rounding (tests compare them, with
+gradients; docs/benchmarks.md has the timings).
 """
 from typing import List, Optional, Tuple
 
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from . import native
+from ._library import add_decomposition, mode
 from ._windows import compute_dtype, fp32_region, static_shape, window_sizes, window_view
 from .frame_select import select_frames
 
@@ -35,7 +38,7 @@ def _window_weights(x: torch.Tensor, sizes) -> Tuple[torch.Tensor, torch.Tensor,
     padded = logits.reshape(n, c, t2 * kt, h2 * kh, w2 * kw)
     # The result does not depend on the shift, so the max carries no gradient (spec numerics: per window).
     shift = F.max_pool3d(padded.detach(), sizes, sizes).reshape(n, c, t2, 1, h2, 1, w2, 1)
-    e = (logits - shift).exp_()
+    e = (logits - shift).exp()
     total = F.avg_pool3d(e.reshape(n, c, t2 * kt, h2 * kh, w2 * kw), sizes, sizes) * float(kt * kh * kw)
     return values, e, total.reshape(n, c, t2, 1, h2, 1, w2, 1)
 
@@ -114,42 +117,127 @@ class _SoftPoolFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         values, total, out, *pieces = ctx.saved_tensors
-        g = grad / total
-        out_m1 = out - 1.0
-        gx = torch.empty_like(values)
-        for o, e in zip(_offsets(ctx.sizes), pieces):
-            d = _piece(gx, o, ctx.sizes)
-            torch.sub(_piece(values, o, ctx.sizes), out_m1, out=d)  # 1 + x_i - out
-            d.mul_(e).mul_(g)  # * w_i * grad, w_i = e_i / total
-        _, _, t, h, w = ctx.shape
-        return gx[:, :, :t, :h, :w], None
+        return _closed_form_grad(grad, values, total, out, pieces, ctx.sizes, ctx.shape), None
 
 
-class _NativeSoftPoolFunction(torch.autograd.Function):
-    """Eq. 5 (of the frames ``frames`` per sample when given, Eq. 4's T()) by the fused C kernel, forward and
-    closed-form backward; only x is saved, the backward recomputes each window's weights."""
+def _closed_form_grad(grad, values, total, out, pieces, sizes, shape) -> torch.Tensor:
+    """``g_i = grad * w_i * (1 + x_i - out)`` over the window elements' strided views, from what
+    :func:`_softpool_pieces` kept; the padding cropped off to ``shape``."""
+    g = grad / total
+    out_m1 = out - 1.0
+    gx = torch.empty_like(values)
+    for o, e in zip(_offsets(sizes), pieces):
+        d = _piece(gx, o, sizes)
+        torch.sub(_piece(values, o, sizes), out_m1, out=d)  # 1 + x_i - out
+        d.mul_(e).mul_(g)  # * w_i * grad, w_i = e_i / total
+    _, _, t, h, w = shape
+    return gx[:, :, :t, :h, :w]
+
+
+def _select(x: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
+    return x if frames is None else select_frames(x, frames.to(device=x.device, dtype=torch.int64))
+
+
+def _softpool2d(x: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
+    """The implementation of ``mtnet::softpool2d``: the C kernel where it applies, else element-wise ops."""
+    if native.applies(x):
+        return native.softpool2d_forward(x, frames)
+    xs = _select(x, frames)
+    return _softpool_pieces(xs, window_sizes(xs, False), keep=False)
+
+
+def _softpool2d_backward(x: torch.Tensor, grad: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
+    """The implementation of ``mtnet::softpool2d_backward``, ``g_i = grad w_i (1 + x_i - out)`` per window,
+    zero on frames not selected and summed over a frame selected twice: the C kernel where it applies, else
+    the closed form over the window elements' strided views (the window weights recomputed from x)."""
+    if native.applies(x):
+        return native.softpool2d_backward(x, grad.float(), frames)
+    xs = _select(x, frames)
+    sizes = window_sizes(xs, False)
+    out, values, pieces, total = _softpool_pieces(xs, sizes, keep=True)
+    g = _closed_form_grad(grad.to(xs.dtype), values, total, out, pieces, sizes, static_shape(xs))
+    if frames is None:
+        return g
+    n, c, t_out, h, w = static_shape(g)
+    index = frames.to(device=x.device, dtype=torch.int64).view(n, 1, t_out, 1, 1).expand(n, c, t_out, h, w)
+    return torch.zeros_like(x).scatter_add_(2, index, g)
+
+
+def _softpool2d_decomposed(x: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
+    """``mtnet::softpool2d`` in plain differentiable aten ops (pooling kernels): for tracing and ONNX."""
+    xs = _select(x, frames)
+    return _softpool_reference(xs, window_sizes(xs, False))
+
+
+@torch.library.custom_op("mtnet::softpool2d", mutates_args=())
+def _softpool2d_op(x: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
+    return _softpool2d(x, frames)
+
+
+@torch.library.custom_op("mtnet::softpool2d_backward", mutates_args=())
+def _softpool2d_backward_op(x: torch.Tensor, grad: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
+    return _softpool2d_backward(x, grad, frames)
+
+
+@_softpool2d_op.register_fake
+def _(x: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
+    n, c, t, h, w = x.shape
+    t_out = t if frames is None else frames.shape[1]
+    return x.new_empty((n, c, t_out, (h + 1) // 2 if h > 1 else h, (w + 1) // 2 if w > 1 else w))
+
+
+@_softpool2d_backward_op.register_fake
+def _(x: torch.Tensor, grad: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, frames = inputs
+    ctx.save_for_backward(x, frames)
+
+
+def _backward(ctx, grad: torch.Tensor):
+    x, frames = ctx.saved_tensors
+    return torch.ops.mtnet.softpool2d_backward(x, grad, frames), None
+
+
+_softpool2d_op.register_autograd(_backward, setup_context=_setup_context)
+add_decomposition(torch.ops.mtnet.softpool2d.default, _softpool2d_decomposed)
+
+
+class _SoftPool2dFunction(torch.autograd.Function):
+    """``mtnet::softpool2d`` with its registered backward, for eager autograd without the dispatcher's cost;
+    only x (and the frames) are saved, the backward recomputes each window's weights."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
         ctx.save_for_backward(x, frames)
-        return native.softpool2d_forward(x, frames)
+        return _softpool2d(x, frames)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         x, frames = ctx.saved_tensors
-        return native.softpool2d_backward(x, grad, frames), None
+        return _softpool2d_backward(x, grad, frames), None
+
+
+def softpool2d(x: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """SoftPool over 2x2 windows of each frame of x (N, C, T, H, W) in fp32 or float64, of the frames
+    ``frames`` (N, T') per sample when given: the op's one door (module docstring)."""
+    run = mode()
+    if run == "trace":
+        return _softpool2d_decomposed(x, frames)
+    if run == "graph":
+        return torch.ops.mtnet.softpool2d(x, frames)
+    if x.requires_grad and torch.is_grad_enabled():
+        return _SoftPool2dFunction.apply(x, frames)
+    return _softpool2d(x, frames)
 
 
 def _eager(x: torch.Tensor) -> bool:
     """Eager execution, where the fast element-wise path runs; tracers and compilers get the pooling-kernel
     graph instead (exportable, and priced by the FLOP counter as 2 accumulations per input element)."""
-    return not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-
-
-def _use_native(x: torch.Tensor, sizes) -> bool:
-    """The fused kernel covers per-frame (kt = 1) windows, where the kernels apply (:func:`native.applies`)."""
-    return sizes[0] == 1 and native.applies(x)
+    return mode() == "eager"
 
 
 def _softpool(x: torch.Tensor, pool_time: bool, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -158,10 +246,8 @@ def _softpool(x: torch.Tensor, pool_time: bool, frames: Optional[torch.Tensor] =
     sizes = window_sizes(x, pool_time)
     with fp32_region(x):
         xf = compute_dtype(x)
-        if _use_native(xf, sizes):
-            grad = xf.requires_grad and torch.is_grad_enabled()
-            out = _NativeSoftPoolFunction.apply(xf, frames) if grad else native.softpool2d_forward(xf, frames)
-            return out.to(x.dtype)
+        if sizes[0] == 1:  # per-frame windows: the softpool2d op
+            return softpool2d(xf, frames).to(x.dtype)
         if frames is not None:
             xf = select_frames(xf, frames)
         if not _eager(xf):

@@ -4,8 +4,14 @@
  *
  * Per sample n of x (N, C, T, P) (P = H' * W', contiguous): v_t = sum over P of x[n, :, t] (double sums),
  * c_t = <v_t, v_t+1> / (max(|v_t|, eps) * max(|v_t+1|, eps)), score of frame j + 1 = c_j + c_j+1 for
- * j < T - 2 (negated when `highest`), and the floor(T / 2) frames with the lowest scores, ties to the earlier
- * frame, in ascending order. T <= 2 keeps every frame. Samples are split over `threads` OpenMP threads.
+ * j < T - 2, all in double, rounded to a multiple of 2^-SCORE_BITS (rint: half to even, as torch.round) and
+ * negated when `highest`; then the floor(T / 2) frames with the lowest scores, ties to the earlier frame, in
+ * ascending order. T <= 2 keeps every frame. Samples are split over `threads` OpenMP threads.
+ *
+ * The eager, CUDA, traced and exported path (ops/frame_select.py) computes the same double scores and rounds
+ * them the same way: summation orders differ between paths by ~1e-16, far below the rounding step (~1e-9), so
+ * near-tied frames (low-motion clips) get the same rank on every path, and frames tied within the step go
+ * to the earlier one everywhere (docs/design.md, "Frame selection: one answer on every path").
  */
 #include <math.h>
 #include <stdint.h>
@@ -14,6 +20,7 @@
 #include "parallel.h"
 
 #define COS_EPS 1e-6 /* spec #2 */
+#define SCORE_BITS 30 /* ops/frame_select.py SCORE_BITS */
 
 static int select_sample(const float *x, int64_t *idx, int64_t n, int64_t C, int64_t T, int64_t P, int64_t highest,
                          int64_t keep) {
@@ -42,7 +49,7 @@ static int select_sample(const float *x, int64_t *idx, int64_t n, int64_t C, int
         cosv[t] = dot / (norm[t] * norm[t + 1]);
     }
     const int64_t m = T - 2; /* candidates: frames 1 .. T - 2 */
-    for (int64_t j = 0; j < m; ++j) score[j] = (highest ? -1.0 : 1.0) * (cosv[j] + cosv[j + 1]);
+    for (int64_t j = 0; j < m; ++j) score[j] = (highest ? -1.0 : 1.0) * rint(ldexp(cosv[j] + cosv[j + 1], SCORE_BITS));
     /* Candidate j is kept when fewer than `keep` candidates come before it (lower score, or equal and earlier);
      * walking j upwards yields the kept frames in ascending order. m <= a few dozen: O(m^2) is nothing. */
     int64_t k = 0;
