@@ -8,7 +8,7 @@ import re
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reliability.md"
 FAULT_FILES = sorted((ROOT / "tests").glob("test_faults_*.py")) + [ROOT / "tests" / f for f in (
-    "test_data_check.py", "test_ops_native.py", "test_config_honesty.py")]
+    "test_data_check.py", "test_ops_native.py", "test_config_honesty.py", "test_ops_kernel_guards.py")]
 ROW_TEST = re.compile(r"`tests/(test_\w+\.py)::(test_\w+)`")
 
 
