@@ -4,16 +4,7 @@ import math
 from fvcore.common.config import CfgNode
 
 from mtnet_plugin.config import get_cfg
-
-
-def _flat(node, prefix=""):
-    out = {}
-    for k, v in node.items():
-        if isinstance(v, CfgNode):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+from mtnet_plugin.config.loading import flatten_cfg as _flat
 
 
 def test_top_level_nodes_and_scalars():

@@ -9,25 +9,15 @@ import pathlib
 import re
 
 import pytest
-from fvcore.common.config import CfgNode
 
 from mtnet_plugin.config import get_cfg, load_config, unimplemented_settings
+from mtnet_plugin.config.loading import flatten_cfg as _flat
 from mtnet_plugin.config.compat_nodes import UNIMPLEMENTED
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "mtnet_plugin"
 # Where keys are declared (with their defaults and comments), not read.
 DECLARATIONS = {PACKAGE / "config" / "defaults.py", PACKAGE / "config" / "compat_nodes.py",
                 PACKAGE / "config" / "mtnet.py", PACKAGE / "config" / "synthetic.py"}
-
-
-def _flat(node, prefix=""):
-    out = {}
-    for key, value in node.items():
-        if isinstance(value, CfgNode):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 @functools.lru_cache(maxsize=None)

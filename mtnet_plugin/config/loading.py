@@ -121,11 +121,12 @@ def merge_opts(cfg: CfgNode, opts: Sequence[str]) -> None:
             raise ConfigError(f"--opts: {e}") from e
 
 
-def _flatten(node: CfgNode, prefix: str = "") -> Dict[str, Any]:
+def flatten_cfg(node: CfgNode, prefix: str = "") -> Dict[str, Any]:
+    """Every leaf of ``node`` by its dotted key, e.g. ``{"SOLVER.BASE_LR": 0.1, ...}``."""
     out = {}
     for key, value in node.items():
         if isinstance(value, CfgNode):
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten_cfg(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -142,7 +143,7 @@ def unimplemented_settings(cfg: CfgNode, patterns: Iterable[str] = UNIMPLEMENTED
 
     A pattern is a full key (``DATA.MULTI_LABEL``) or a node followed by ``.*`` (``AVA.*``).
     """
-    defaults, current = _flatten(get_cfg()), _flatten(cfg)
+    defaults, current = flatten_cfg(get_cfg()), flatten_cfg(cfg)
     patterns = tuple(patterns)
     found = []
     for key, value in current.items():

@@ -1,6 +1,6 @@
 """Converting the public data sets' annotation files into our list layout (``tools/make_lists.py``).
 
-Each reader turns one data set's official files into :class:`Item` s per split and the class names in label order;
+Each reader turns one data set's official files into :class:`~mtnet_plugin.data.video_list.VideoEntry` s per split and the class names in label order;
 :func:`write_lists` writes ``train.csv`` / ``val.csv`` / ``test.csv`` (``video_list.format_line``: ``path label``,
 with ``#t=START,END`` for a clip inside a longer video) and ``classes.txt`` (one name per line in label order: what
 ``engine/class_names.py`` reads from ``DATA.PATH_TO_DATA_DIR``), and reports the videos missing on disk.
@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .video_list import format_line
+from .video_list import VideoEntry, format_line
 
 
 FORMATS = ("ucf101", "kinetics", "hacs", "mit", "folder")
@@ -48,17 +48,6 @@ class AnnotationError(ValueError):
     """A malformed annotation file; the message starts with ``file:line``."""
 
 
-@dataclass(frozen=True)
-class Item:
-    """One video (or clip of a video) of a split: its path, label, optional segment and the annotation line."""
-
-    path: str
-    label: int
-    source: str
-    start: Optional[float] = None
-    end: Optional[float] = None
-
-
 @dataclass
 class Lists:
     """A converted data set: ``splits`` {train|val|test: items}, the class names in label order, and what is off.
@@ -67,7 +56,7 @@ class Lists:
     the lists); ``skipped`` counts annotation rows left out on purpose, by reason; ``notes`` are lines for the user.
     """
 
-    splits: Dict[str, List[Item]]
+    splits: Dict[str, List[VideoEntry]]
     classes: List[str]
     missing: List[Tuple[str, str, str]] = field(default_factory=list)
     skipped: Dict[str, int] = field(default_factory=dict)
@@ -201,7 +190,7 @@ def read_ucf101(annotations: str, videos: str, split: int = 1) -> Lists:
 
 def _add(out: Lists, split: str, path: str, label: int, where: str, start=None, end=None) -> None:
     if os.path.exists(path):
-        out.splits[split].append(Item(path, label, where, start, end))
+        out.splits[split].append(VideoEntry(path, label, where, start, end))
     else:
         out.missing.append((split, where, path))
 
@@ -252,9 +241,9 @@ def read_kinetics(csv_files: Sequence[str], videos: str, classes: Optional[Seque
             out.missing.append((split, where, f"{clip}.* or {vid}.*"))
             continue
         if which == 0:
-            out.splits[split].append(Item(path, table[label], where))
+            out.splits[split].append(VideoEntry(path, table[label], where))
         else:
-            out.splits[split].append(Item(path, table[label], where, start, end))
+            out.splits[split].append(VideoEntry(path, table[label], where, start, end))
     return out
 
 
@@ -318,7 +307,7 @@ def read_hacs(clips_csv: Optional[str], segments_json: Optional[str], videos: st
         if path is None:
             out.missing.append((split, where, f"v_{vid}.* or {vid}.*"))
             continue
-        out.splits[split].append(Item(path, table[name], where, start, end))
+        out.splits[split].append(VideoEntry(path, table[name], where, start, end))
     if not out.splits["test"] and out.splits["val"]:
         out.splits["test"] = list(out.splits["val"])
         out.notes.append("no labelled testing subset: test.csv is the validation list")
@@ -384,7 +373,7 @@ def read_folder(videos: str, val_fraction: float = 0.2) -> Lists:
                 if name not in table:
                     raise AnnotationError(f"{os.path.join(root, name)}: class folder not in {split_dirs['train']}")
                 for path in _videos_in(os.path.join(root, name)):
-                    out.splits[split].append(Item(path, table[name], path))
+                    out.splits[split].append(VideoEntry(path, table[name], path))
         if "test" not in split_dirs:
             out.splits["test"] = list(out.splits["val"])
             out.notes.append("no test/ folder: test.csv is the val list")
@@ -402,7 +391,7 @@ def read_folder(videos: str, val_fraction: float = 0.2) -> Lists:
         step = round(1 / val_fraction) if val_fraction > 0 else 0
         for i, path in enumerate(files):
             to_val = step > 0 and i % step == step - 1
-            out.splits["val" if to_val else "train"].append(Item(path, label, path))
+            out.splits["val" if to_val else "train"].append(VideoEntry(path, label, path))
     out.splits["test"] = list(out.splits["val"])
     out.notes.append(f"every {round(1 / val_fraction) if val_fraction else 0}-th video of each class (sorted by "
                      "name) is in val.csv; test.csv is the val list")
