@@ -3,7 +3,7 @@
 Each kernel-backed op decides in one function of its module how it runs, by execution mode (docs/design.md,
 "CPU kernels: one door"):
 
-- eager: the op's implementation, which runs the C kernel of :mod:`.native` where :func:`native.applies`
+- eager: the op's implementation, which runs the C kernel of :mod:`.native` where :func:`native.kernel_eligible`
   (fp32 CPU, kernels built) and an eager PyTorch version otherwise; autograd through a Function whose
   backward is the op's registered backward implementation;
 - ``torch.compile`` / ``torch.export``: the registered custom op (``torch.ops.mtnet.*``, with a fake

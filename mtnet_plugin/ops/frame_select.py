@@ -95,7 +95,7 @@ def _select_tensor(x: torch.Tensor, highest: bool) -> torch.Tensor:
 
 def _select(x: torch.Tensor, highest: bool) -> torch.Tensor:
     """The implementation of ``mtnet::triplet_select``: the C kernel where it applies, else the tensor version."""
-    if native.applies(x):
+    if native.kernel_eligible(x):
         return native.triplet_select(x, highest)
     return _select_tensor(x, highest)
 

@@ -328,7 +328,7 @@ def available() -> bool:
     return library() is not None
 
 
-def applies(x: torch.Tensor) -> bool:
+def kernel_eligible(x: torch.Tensor) -> bool:
     """Whether the kernels run for x: eager execution (tracers, compilers and exporters must see the plain
     PyTorch graph), a float32 CPU tensor, and the kernels built here."""
     eager = not torch.jit.is_tracing() and not torch.compiler.is_compiling()

@@ -16,7 +16,7 @@ from . import native
 def inference_into_applies(x: torch.Tensor) -> bool:
     """Whether writing inference outputs into slots of a preallocated tensor (:func:`norm_act_into`,
     ``trilinear_resize(out=...)``) is the fast path for x: eager execution, fp32 CPU, kernels built."""
-    return native.applies(x)
+    return native.kernel_eligible(x)
 
 
 def norm_act_into(z: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor,
@@ -30,7 +30,7 @@ def norm_act_into(z: torch.Tensor, running_mean: torch.Tensor, running_var: torc
         if weight is not None:
             scale = scale * weight
         shift = -running_mean * scale + (bias if bias is not None else 0.0)
-        if native.applies(z) and out.dtype == torch.float32 and out.device.type == "cpu":
+        if native.kernel_eligible(z) and out.dtype == torch.float32 and out.device.type == "cpu":
             return native.affine_act_into(z, scale, shift, out, relu=relu)
         y = F.batch_norm(z, running_mean, running_var, weight, bias, False, 0.0, eps)
         return out.copy_(torch.relu(y) if relu else y)

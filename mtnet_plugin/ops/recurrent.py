@@ -25,7 +25,7 @@ def _shifted(out: torch.Tensor) -> torch.Tensor:
     return torch.cat([out.new_zeros(out.shape[0], 1, out.shape[2]), out[:, :-1]], dim=1)
 
 
-def _layers(x: torch.Tensor, num_layers: int, weights: Sequence[torch.Tensor], save: bool):
+def _run_layers(x: torch.Tensor, num_layers: int, weights: Sequence[torch.Tensor], save: bool):
     """Run the stacked layers. Returns the inputs of every layer, their outputs, and (when ``save``) what each
     layer's backward needs; the last output is the top layer's."""
     inputs, outs, saves = [], [], []
@@ -48,7 +48,7 @@ class _GRUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, num_layers: int, *weights: torch.Tensor) -> torch.Tensor:
-        inputs, outs, saves = _layers(x, num_layers, weights, save=True)
+        inputs, outs, saves = _run_layers(x, num_layers, weights, save=True)
         ctx.num_layers = num_layers
         ctx.save_for_backward(*inputs, *outs, *saves, *weights)
         return outs[-1]
@@ -90,9 +90,9 @@ def gru_sequence(x: torch.Tensor, weights: Sequence[torch.Tensor], num_layers: i
     """
     if len(weights) != 4 * num_layers:
         raise ValueError(f"gru_sequence: expected 4 weights per layer ({4 * num_layers}), got {len(weights)}")
-    if native.applies(x) and all(native.applies(w) for w in weights):
+    if native.kernel_eligible(x) and all(native.kernel_eligible(w) for w in weights):
         if torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights)):
             return _GRUFunction.apply(x, num_layers, *weights)
-        return _layers(x, num_layers, weights, save=False)[1][-1]
+        return _run_layers(x, num_layers, weights, save=False)[1][-1]
     h0 = x.new_zeros((num_layers, x.shape[0], weights[1].shape[1]))  # sizes kept symbolic for tracing
     return torch.gru(x, h0, list(weights), True, num_layers, 0.0, False, False, True)[0]

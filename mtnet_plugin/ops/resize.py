@@ -19,9 +19,9 @@ from . import native
 
 
 def _kernel_applies(x: torch.Tensor, size: Tuple[int, int, int], out: Optional[torch.Tensor] = None) -> bool:
-    """Whether the C kernel computes this resize: eager fp32 CPU (:func:`native.applies`), a 5-d input, no
+    """Whether the C kernel computes this resize: eager fp32 CPU (:func:`native.kernel_eligible`), a 5-d input, no
     zero-size dimension, and an fp32 output when one is given."""
-    return (native.applies(x) and x.dim() == 5 and x.numel() > 0 and min(size) > 0
+    return (native.kernel_eligible(x) and x.dim() == 5 and x.numel() > 0 and min(size) > 0
             and (out is None or (out.dtype == torch.float32 and out.device.type == "cpu")))
 
 
@@ -43,7 +43,7 @@ class _NativeTrilinear(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        if native.applies(grad):
+        if native.kernel_eligible(grad):
             return native.trilinear_backward(grad, ctx.in_size), None
         return _interpolate_backward(grad, ctx.in_size), None
 

@@ -71,34 +71,35 @@ def _offsets(sizes) -> List[Tuple[int, int, int]]:
     return [(a, b, c) for a in range(kt) for b in range(kh) for c in range(kw)]
 
 
-def _piece(y: torch.Tensor, offset: Tuple[int, int, int], sizes) -> torch.Tensor:
+def _window_element(y: torch.Tensor, offset: Tuple[int, int, int], sizes) -> torch.Tensor:
     """Element ``offset`` of every window: a strided view (N, C, T2, H2, W2) of the padded y."""
     (a, b, c), (kt, kh, kw) = offset, sizes
     return y[:, :, a::kt, b::kh, c::kw]
 
 
-def _softpool_pieces(x: torch.Tensor, sizes, keep: bool):
+def _softpool_pieces(x: torch.Tensor, sizes, for_backward: bool):
     """Eq. 5 as element-wise ops over the k window elements' strided views (k = 4 for 2x2): max, exp, weighted
     sums, each on window-sized tensors. On CPU this runs several times faster than pooling kernels or
-    reductions over a window view. Returns (out, padded values, weight pieces e_i, their sum) when ``keep``
-    (for the closed-form backward), else just out."""
+    reductions over a window view. Returns (out, padded values, weight pieces e_i, their sum); without
+    ``for_backward`` the pieces list is empty and the sum is not a separate tensor (forward only)."""
     logits, values = _padded(x, sizes)
     offsets = _offsets(sizes)
-    shift = _piece(logits, offsets[0], sizes)
+    shift = _window_element(logits, offsets[0], sizes)
     for o in offsets[1:]:  # per-window max (spec numerics); carries no gradient
-        shift = torch.maximum(shift, _piece(logits, o, sizes))
+        shift = torch.maximum(shift, _window_element(logits, o, sizes))
     pieces, num, total = [], None, None
     for o in offsets:
-        e = (_piece(logits, o, sizes) - shift).exp_()
-        v = _piece(values, o, sizes)
+        e = (_window_element(logits, o, sizes) - shift).exp_()
+        v = _window_element(values, o, sizes)
         if num is None:
-            num, total = e * v, (e.clone() if keep else e)
+            num, total = e * v, (e.clone() if for_backward else e)
         else:
             num.addcmul_(e, v)
             total.add_(e)
-        pieces.append(e)
+        if for_backward:
+            pieces.append(e)
     out = num.div_(total)
-    return (out, values, pieces, total) if keep else out
+    return out, values, pieces, total
 
 
 class _SoftPoolFunction(torch.autograd.Function):
@@ -108,7 +109,7 @@ class _SoftPoolFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, sizes: Tuple[int, int, int]) -> torch.Tensor:
-        out, values, pieces, total = _softpool_pieces(x, sizes, keep=True)
+        out, values, pieces, total = _softpool_pieces(x, sizes, for_backward=True)
         ctx.sizes, ctx.shape = sizes, static_shape(x)
         ctx.save_for_backward(values, total, out, *pieces)
         return out
@@ -127,8 +128,8 @@ def _closed_form_grad(grad, values, total, out, pieces, sizes, shape) -> torch.T
     out_m1 = out - 1.0
     gx = torch.empty_like(values)
     for o, e in zip(_offsets(sizes), pieces):
-        d = _piece(gx, o, sizes)
-        torch.sub(_piece(values, o, sizes), out_m1, out=d)  # 1 + x_i - out
+        d = _window_element(gx, o, sizes)
+        torch.sub(_window_element(values, o, sizes), out_m1, out=d)  # 1 + x_i - out
         d.mul_(e).mul_(g)  # * w_i * grad, w_i = e_i / total
     _, _, t, h, w = shape
     return gx[:, :, :t, :h, :w]
@@ -140,21 +141,21 @@ def _select(x: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
 
 def _softpool2d(x: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
     """The implementation of ``mtnet::softpool2d``: the C kernel where it applies, else element-wise ops."""
-    if native.applies(x):
+    if native.kernel_eligible(x):
         return native.softpool2d_forward(x, frames)
     xs = _select(x, frames)
-    return _softpool_pieces(xs, window_sizes(xs, False), keep=False)
+    return _softpool_pieces(xs, window_sizes(xs, False), for_backward=False)[0]
 
 
 def _softpool2d_backward(x: torch.Tensor, grad: torch.Tensor, frames: Optional[torch.Tensor]) -> torch.Tensor:
     """The implementation of ``mtnet::softpool2d_backward``, ``g_i = grad w_i (1 + x_i - out)`` per window,
     zero on frames not selected and summed over a frame selected twice: the C kernel where it applies, else
     the closed form over the window elements' strided views (the window weights recomputed from x)."""
-    if native.applies(x):
+    if native.kernel_eligible(x):
         return native.softpool2d_backward(x, grad.float(), frames)
     xs = _select(x, frames)
     sizes = window_sizes(xs, False)
-    out, values, pieces, total = _softpool_pieces(xs, sizes, keep=True)
+    out, values, pieces, total = _softpool_pieces(xs, sizes, for_backward=True)
     g = _closed_form_grad(grad.to(xs.dtype), values, total, out, pieces, sizes, static_shape(xs))
     if frames is None:
         return g
@@ -255,7 +256,7 @@ def _softpool(x: torch.Tensor, pool_time: bool, frames: Optional[torch.Tensor] =
         elif xf.requires_grad and torch.is_grad_enabled():
             out = _SoftPoolFunction.apply(xf, sizes)
         else:
-            out = _softpool_pieces(xf, sizes, keep=False)
+            out = _softpool_pieces(xf, sizes, for_backward=False)[0]
     return out.to(x.dtype)
 
 
