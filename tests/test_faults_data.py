@@ -194,3 +194,32 @@ def test_loader_worker_death_names_the_sample(dirty, tmp_path, split):
     assert "exited unexpectedly" in seen, seen[-2000:]
     fault_files.expect_handled("poison.mp4" in seen.split("exited unexpectedly", 1)[1],
                                "the error does not name the sample whose loading killed the worker:\n" + seen[-3000:])
+
+
+def test_exit_does_not_wait_for_workers_of_a_loader_kept_alive_by_an_error(dirty, tmp_path):
+    """Loader workers ignore the preemption signals (SIGTERM); at exit, multiprocessing ends daemonic children
+    with SIGTERM and joins them. A loader whose iterator an error's traceback keeps alive (the error held by the
+    caller, as pytest holds it) used to make the process's exit wait for its worker forever."""
+    folder, bad = dirty
+    data = tmp_path / "data"
+    data.mkdir()
+    fault_files.write_list(str(data / "train.csv"), [(bad[k], 0) for k in fault_files.BROKEN])
+    path = fault_files.write_yaml(str(tmp_path / "cfg.yaml"), fault_files.tiny_cfg_dict(
+        str(data), str(tmp_path / "out"), DATA={"MAX_REPLACEMENTS": 3}, TRAIN={"BATCH_SIZE": 1},
+        DATA_LOADER={"NUM_WORKERS": 1}))
+    script = (
+        "import sys\n"
+        "from mtnet_plugin.config import load_config\n"
+        "from mtnet_plugin.engine import train\n"
+        f"cfg = load_config([{path!r}]); cfg.freeze()\n"
+        "try:\n"
+        "    train(cfg)\n"
+        "except RuntimeError:\n"
+        "    held = sys.exc_info()  # keeps the loader's iterator, and so its worker, alive until exit\n"
+        "    print('raised', flush=True)\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env,
+                          cwd=str(tmp_path))
+    assert "raised" in proc.stdout, proc.stderr[-2000:]
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -7,7 +7,9 @@ batch; val and test keep order and every sample. Under an initialised process gr
 so every rank gets the same count, which the test harness sees as extra views). When a loader worker dies
 (an FFmpeg crash, an out-of-memory kill), the loader's error names the video that worker was loading.
 """
+import atexit
 import functools
+import multiprocessing
 import os
 import re
 import shutil
@@ -112,6 +114,22 @@ def _ignore_signals(names, worker_id: int) -> None:
         signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
+def _kill_daemonic_children() -> None:
+    """SIGKILL every live daemonic child (loader workers are daemonic)."""
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
+
+
+@functools.lru_cache(maxsize=None)
+def _kill_workers_at_exit() -> None:
+    """Register :func:`_kill_daemonic_children` at exit, once per process. At exit, multiprocessing ends daemonic
+    children with SIGTERM and then joins them; a worker that ignores SIGTERM (:func:`_ignore_signals`) and whose
+    loader was never shut down (an iterator kept alive by a traceback) would make that join wait forever.
+    ``atexit`` runs handlers last-registered first, so this runs before multiprocessing's own handler."""
+    atexit.register(_kill_daemonic_children)
+
+
 def build_loader(cfg: CfgNode, split: str, *, is_precise_bn: bool = False) -> DataLoader:
     """A DataLoader of collated sample dicts for ``split`` (see :func:`collate`).
 
@@ -134,13 +152,16 @@ def build_loader(cfg: CfgNode, split: str, *, is_precise_bn: bool = False) -> Da
     breadcrumbs = None
     if workers > 0 and isinstance(dataset, KineticsDataset):
         breadcrumbs = dataset.breadcrumb_dir = tempfile.mkdtemp(prefix="mtnet_loader_")
+    signals = tuple(cfg.TRAIN.get("PREEMPT_SIGNALS", ()))
+    if workers > 0 and signals:
+        _kill_workers_at_exit()
     common = dict(
         num_workers=workers,
         breadcrumb_dir=breadcrumbs,
         pin_memory=bool(cfg.DATA_LOADER.PIN_MEMORY) and torch.cuda.is_available(),
         collate_fn=collate,
         persistent_workers=False,
-        worker_init_fn=functools.partial(_ignore_signals, tuple(cfg.TRAIN.get("PREEMPT_SIGNALS", ()))),
+        worker_init_fn=functools.partial(_ignore_signals, signals),
     )
     if train and cfg.MULTIGRID.SHORT_CYCLE and not is_precise_bn:
         batch_sampler = ShortCycleBatchSampler(sampler, batch_size, True, int(cfg.DATA.TRAIN_CROP_SIZE),
