@@ -209,6 +209,16 @@ def _header(path: str, rows, required: Sequence[str]) -> Tuple[Dict[str, int], l
     return columns, rows[1:]
 
 
+def _row_split(row: Sequence[str], columns: Dict[str, int], key: str, where: str) -> str:
+    """The split (train | val | test) named in column ``key`` of a csv row that has every header field."""
+    if len(row) < len(columns):
+        raise AnnotationError(f"{where}: {len(row)} fields, the header has {len(columns)}: {row}")
+    split = _SPLIT_NAMES.get(row[columns[key]].strip())
+    if split is None:
+        raise AnnotationError(f"{where}: unknown {key} {row[columns[key]]!r}")
+    return split
+
+
 def read_kinetics(csv_files: Sequence[str], videos: str, classes: Optional[Sequence[str]] = None) -> Lists:
     """Kinetics-400/600/700 from the official csv files (see the module docstring for the file names looked up)."""
     parsed = []
@@ -216,11 +226,7 @@ def read_kinetics(csv_files: Sequence[str], videos: str, classes: Optional[Seque
         columns, rows = _header(path, _csv_rows(path), ("youtube_id", "time_start", "time_end", "split"))
         for number, row in rows:
             where = f"{path}:{number}"
-            if len(row) < len(columns):
-                raise AnnotationError(f"{where}: {len(row)} fields, the header has {len(columns)}: {row}")
-            split = _SPLIT_NAMES.get(row[columns["split"]].strip())
-            if split is None:
-                raise AnnotationError(f"{where}: unknown split {row[columns['split']]!r}")
+            split = _row_split(row, columns, "split", where)
             label = row[columns["label"]].strip() if "label" in columns else ""
             start = _float(row[columns["time_start"]], where, "time_start")
             end = _float(row[columns["time_end"]], where, "time_end")
@@ -261,11 +267,7 @@ def read_hacs(clips_csv: Optional[str], segments_json: Optional[str], videos: st
                                 ("classname", "youtube_id", "subset", "start", "end", "label"))
         for number, row in body:
             where = f"{clips_csv}:{number}"
-            if len(row) < len(columns):
-                raise AnnotationError(f"{where}: {len(row)} fields, the header has {len(columns)}: {row}")
-            split = _SPLIT_NAMES.get(row[columns["subset"]].strip())
-            if split is None:
-                raise AnnotationError(f"{where}: unknown subset {row[columns['subset']]!r}")
+            split = _row_split(row, columns, "subset", where)
             flag = row[columns["label"]].strip()
             if flag not in ("1", "-1"):
                 raise AnnotationError(f"{where}: label {flag!r} is neither 1 (positive) nor -1 (negative)")
