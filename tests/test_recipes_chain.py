@@ -1,9 +1,9 @@
 """The recipe chain of docs/recipes.md, shortened: configs/Synthetic/recipes/HACS_MTNet_S.yaml from scratch,
 then Kinetics_MTNet_S.yaml from its checkpoint, through tools/run_net.py as a user runs them.
 
-Shortened only in data and schedule (16 generated clips per class, 2 epochs, batch 2, whose multigrid long- and
-short-cycle batches of up to 64 clips still fit; a 30-view test on one video per class); the model (MTNet_S), SGD, warm-up + cosine, multigrid, zero-init, dropout,
-precise BN and the transfer through TRAIN.CHECKPOINT_FILE_PATH are the recipe files' own. Step (b) has 6 classes
+Shortened only in data and schedule (8 generated clips per class of 32 px, 4 frames, 2 epochs, batch 2; a 30-view
+test on one video per class); the model (MTNet_S), SGD, warm-up + cosine, zero-init, dropout, precise BN and the
+transfer through TRAIN.CHECKPOINT_FILE_PATH are the recipe files' own. Step (b) has 6 classes
 where (a) had 4: its classifier is re-initialised, the rest of the network comes from (a).
 """
 import json
@@ -29,7 +29,9 @@ def _run(cfg_name, tmp_path, *opts):
 
 def _shorter(tmp_path, name, classes):
     return ["DATA.PATH_TO_DATA_DIR", tmp_path / f"data{classes}", "OUTPUT_DIR", tmp_path / name,
-            "SYNTHETIC.NUM_TRAIN", 16, "SYNTHETIC.NUM_VAL", 1, "SYNTHETIC.NUM_TEST", 1, "TRAIN.BATCH_SIZE", 2,
+            "SYNTHETIC.NUM_TRAIN", 8, "SYNTHETIC.SIZE", 32,
+            "SYNTHETIC.FRAMES", 24, "DATA.NUM_FRAMES", 4, "DATA.TRAIN_JITTER_SCALES", "[32, 36]",
+            "DATA.TRAIN_CROP_SIZE", 32, "DATA.TEST_CROP_SIZE", 32, "SYNTHETIC.NUM_VAL", 1, "SYNTHETIC.NUM_TEST", 1, "TRAIN.BATCH_SIZE", 2,
             "TEST.BATCH_SIZE", 30, "SOLVER.MAX_EPOCH", 2, "SOLVER.WARMUP_EPOCHS", 1.0, "BN.NUM_BATCHES_PRECISE", 2,
             "TRAIN.EVAL_PERIOD", 2, "TRAIN.CHECKPOINT_PERIOD", 2]
 
@@ -40,7 +42,7 @@ def test_hacs_to_kinetics_chain_transfers_all_but_the_classifier(tmp_path):
     ckpt_a = os.path.join(tmp_path, "a", "checkpoints", "checkpoint_epoch_00002.pyth")
     state_a = torch.load(ckpt_a, map_location="cpu", weights_only=True)["model_state"]
     assert state_a["head.projection.weight"].shape[0] == 4
-    assert "Multigrid" in log_a and json.load(open(tmp_path / "a" / "test_results.json"))["num_views"] == 30
+    assert "Precise BN" in log_a and json.load(open(tmp_path / "a" / "test_results.json"))["num_views"] == 30
 
     log_b = _run("Kinetics_MTNet_S.yaml", tmp_path, *_shorter(tmp_path, "b", 6), "TRAIN.CHECKPOINT_FILE_PATH", ckpt_a)
     assert f"Loading checkpoint {ckpt_a}" in log_b
