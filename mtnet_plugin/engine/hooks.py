@@ -197,6 +197,9 @@ class GradientCoverage(HookBase):
                     "%d of the model's trainable parameter tensors got no (finite, nonzero) gradient in the first %d "
                     "iterations and are not learning: %s", len(names), self.steps,
                     ", ".join(names[:20]) + (f" ... ({len(names) - 20} more)" if len(names) > 20 else ""))
+            elif is_main_process():
+                logger.info("Every trainable parameter tensor got a finite, nonzero gradient in the first %d "
+                            "iterations", self.steps)
             self.never = None
 
 
