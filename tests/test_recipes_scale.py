@@ -10,6 +10,7 @@ import os
 import pytest
 
 from mtnet_plugin.config import load_config
+from mtnet_plugin.config.loading import flatten_cfg
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
 RECIPES = os.path.join(CONFIGS, "Synthetic", "recipes")
@@ -38,21 +39,10 @@ DATA_SCALE = {
 }
 
 
-def _flat(node, prefix=""):
-    out = {}
-    for key, value in node.items():
-        name = f"{prefix}{key}"
-        if hasattr(value, "items"):
-            out.update(_flat(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def _changed(recipe):
-    mine = _flat(load_config([os.path.join(RECIPES, recipe)]))
-    paper = _flat(load_config([os.path.join(CONFIGS, p) for p in PAPER[recipe]]))
-    return {k: (paper.get(k), mine[k]) for k in mine if paper.get(k) != mine[k]}
+def _configs(recipe):
+    """(paper file's config, recipe file's config)."""
+    return (load_config([os.path.join(CONFIGS, p) for p in PAPER[recipe]]),
+            load_config([os.path.join(RECIPES, recipe)]))
 
 
 def test_every_recipe_file_is_checked():
@@ -61,11 +51,11 @@ def test_every_recipe_file_is_checked():
 
 @pytest.mark.parametrize("recipe", sorted(PAPER))
 def test_recipe_changes_only_data_scale(recipe):
-    changed = _changed(recipe)
+    paper, mine = _configs(recipe)
+    paper_keys, my_keys = flatten_cfg(paper), flatten_cfg(mine)
+    changed = {k: (paper_keys.get(k), v) for k, v in my_keys.items() if paper_keys.get(k) != v}
     assert {k: v for k, v in changed.items() if k not in DATA_SCALE} == {}
     # the learning rate follows the linear scaling rule from the paper file's batch: lr x batch / paper batch
-    paper = load_config([os.path.join(CONFIGS, p) for p in PAPER[recipe]])
-    mine = load_config([os.path.join(RECIPES, recipe)])
     paper_batch = paper.TRAIN.BATCH_SIZE  # PySlowFast: the batch over all GPUs
     assert mine.SOLVER.BASE_LR == pytest.approx(paper.SOLVER.BASE_LR * mine.TRAIN.BATCH_SIZE / paper_batch)
     assert mine.SOLVER.WARMUP_START_LR == pytest.approx(
