@@ -650,16 +650,22 @@ def test_flag_sets_keep_openmp_and_tuning_on_every_architecture():
     assert riscv[0] == native.BASE_FLAGS + native.OPENMP and len(riscv) == 2
 
 
-@needs_kernel
-def test_a_compiler_refusing_the_tuning_keeps_openmp(monkeypatch, tmp_path):
+def _load_with_a_compiler_refusing(monkeypatch, tmp_path, refused: str):
+    """Builds the kernels, in a fresh cache, with $CC wrapped so that it fails on any flag of ``refused`` (a shell
+    case pattern such as ``-fopenmp|-march=native``) and passes everything else to the real compiler."""
     real_cc = shutil.which(os.environ.get("CC", "cc"))
-    wrapper = tmp_path / "no-tuning-cc"
-    wrapper.write_text("#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in -march=native|-mcpu=native) exit 1;; esac; done\n"
+    wrapper = tmp_path / "picky-cc"
+    wrapper.write_text(f"#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in {refused}) exit 1;; esac; done\n"
                        f"exec {real_cc} \"$@\"\n")
     wrapper.chmod(0o755)
     monkeypatch.setenv("CC", str(wrapper))
     monkeypatch.setenv("MTNET_NATIVE_CACHE", str(tmp_path / "cache"))
-    lib = native._load()
+    return native._load()
+
+
+@needs_kernel
+def test_a_compiler_refusing_the_tuning_keeps_openmp(monkeypatch, tmp_path):
+    lib = _load_with_a_compiler_refusing(monkeypatch, tmp_path, "-march=native|-mcpu=native")
     assert lib.team_size(2) == 2  # still OpenMP
 
 
@@ -800,14 +806,7 @@ def test_kernels_refuse_inputs_they_would_misread():
 @needs_kernel
 def test_a_compiler_without_openmp_or_cpu_tuning_still_builds_serial_kernels(monkeypatch, tmp_path):
     # E.g. Apple's clang (no -fopenmp) or a compiler that refuses -march=native: the next flag set is tried.
-    real_cc = shutil.which(os.environ.get("CC", "cc"))
-    wrapper = tmp_path / "picky-cc"
-    wrapper.write_text("#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in -fopenmp|-march=native) exit 1;; esac; done\n"
-                       f"exec {real_cc} \"$@\"\n")
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("CC", str(wrapper))
-    monkeypatch.setenv("MTNET_NATIVE_CACHE", str(tmp_path / "cache"))
-    lib = native._load()
+    lib = _load_with_a_compiler_refusing(monkeypatch, tmp_path, "-fopenmp|-march=native")
     assert lib.team_size(2) == 1  # built without OpenMP: serial
     monkeypatch.setattr(native, "library", lambda: lib)
     x = torch.randn(1, 2, 3, 6, 8, generator=_gen(41)) * 3
