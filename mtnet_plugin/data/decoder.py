@@ -87,7 +87,17 @@ def _local_path(path: str) -> str:
     return local
 
 
-class VideoReader:
+class _ClosingReader:
+    """``with reader:`` closes the reader at the end of the block; each backend defines ``close``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoReader(_ClosingReader):
     """An open video file: ``with VideoReader(path) as r: info = r.info; frames = r.frames([0, 5, 9])``.
 
     Args:
@@ -116,12 +126,6 @@ class VideoReader:
             raise
         # Frames the last ``frames()`` call decoded (seeking keeps this near the clip's length).
         self.last_decoded = 0
-
-    def __enter__(self) -> "VideoReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def close(self) -> None:
         self._container.close()
@@ -320,7 +324,7 @@ def resolve_backend(name: str, key: str = "DATA.DECODING_BACKEND") -> str:
     return value
 
 
-class TorchCodecReader:
+class TorchCodecReader(_ClosingReader):
     """:class:`VideoReader`'s interface (``info``, ``frames(indices)``, ``close``, context manager) over TorchCodec's
     ``VideoDecoder`` in exact seek mode: frame ``i`` is the ``i``-th frame in presentation order, which for
     constant-rate streams is PyAV's frame ``i`` (``tests/test_data_decoder_backends.py``).
@@ -349,12 +353,6 @@ class TorchCodecReader:
         self.info = VideoInfo(path, True, fps, num_frames, int(md.width), int(md.height), num_frames / fps,
                               str(md.codec or ""))
         self.last_decoded = 0
-
-    def __enter__(self) -> "TorchCodecReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def close(self) -> None:
         self._decoder = None
