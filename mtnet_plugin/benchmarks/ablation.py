@@ -13,9 +13,9 @@ import datetime
 import hashlib
 import json
 import logging
-import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -258,13 +258,6 @@ def execute(runs: Sequence[Run], *, results: str, config_dir: str, run_net: str,
     return new
 
 
-def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, float("nan")
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def summarize(rows: Iterable[dict], runs: Sequence[Run], command: Callable[[Run], str]) -> str:
     """A markdown table, one line per (preset, group, variant) of ``runs``: 30-view top-1 as mean +- sample std
     over the seeds found in ``rows`` (matched by run key), min-max, params, GFLOPs per view and the paper's
@@ -284,8 +277,8 @@ def summarize(rows: Iterable[dict], runs: Sequence[Run], command: Callable[[Run]
             lines.append(f"| {preset} | {group} | {name} | 0 | not run: `{command(group_runs[0])}` | | | | {paper} |")
             continue
         top1 = [row["top1"] for row in found]
-        mean, std = _mean_std(top1)
-        spread = "n/a (1 seed)" if math.isnan(std) else f"{std:.1f}"
+        mean = statistics.mean(top1)
+        spread = "n/a (1 seed)" if len(top1) < 2 else f"{statistics.stdev(top1):.1f}"
         seeds = ",".join(str(row["seed"]) for row in found)
         lines.append(f"| {preset} | {group} | {name} | {seeds} | **{mean:.1f}** ± {spread} | {min(top1):.1f} - "
                      f"{max(top1):.1f} | {found[0]['params'] / 1e6:.2f} | {found[0]['gflops']:.4f} | {paper} |")
