@@ -13,6 +13,7 @@ from torch import nn
 
 from mtnet_plugin.ops import inference_into_applies, norm_act_into
 
+from .conv import Conv3d
 from .options import LP_KERNELS, P_INPUTS, MTConvOptions, check_delta  # noqa: F401  (P_INPUTS, LP_KERNELS: API)
 from .prolonged import ProlongedDownsample, TrilinearResize
 
@@ -112,14 +113,14 @@ class MTConv(nn.Module):
         conv = dict(kernel_size=kernel_size, stride=stride, padding=padding, bias=False)
         if not self.has_prolonged:  # delta = 1: a plain conv block
             self.p_in_channels = 0
-            self.conv_local = nn.Conv3d(in_channels, out_channels, groups=groups, **conv)
+            self.conv_local = Conv3d(in_channels, out_channels, groups=groups, **conv)
             self.bn_local = nn.BatchNorm3d(out_channels, **norm)
             self.act = nn.ReLU(inplace=True) if activation else nn.Identity()
             return
         if self.channelwise:  # spec #11
             self.p_in_channels = c_prolonged
-            self.conv_local = nn.Conv3d(c_local, c_local, groups=c_local, **conv)
-            self.conv_p = nn.Conv3d(c_prolonged, c_prolonged, groups=c_prolonged, **conv)
+            self.conv_local = Conv3d(c_local, c_local, groups=c_local, **conv)
+            self.conv_p = Conv3d(c_prolonged, c_prolonged, groups=c_prolonged, **conv)
             self.conv_lp = nn.Conv3d(c_local, c_prolonged, kernel_size=1, bias=False)
         else:
             self.p_in_channels = in_channels if p_input == "full" else split_channels(in_channels, delta)[1]

@@ -23,6 +23,7 @@ import torch
 from fvcore.nn.weight_init import c2_msra_fill
 from torch import nn
 
+from mtnet_plugin.layers import Conv3d
 from mtnet_plugin.layers.bottleneck import bottleneck_parts
 
 from .build import HEAD_REGISTRY, get_registered
@@ -79,7 +80,7 @@ def _conv_bn_act(name: str, act: Optional[Type[nn.Module]], *, norm: Dict[str, f
     ``<name>_relu`` when ``act``; ``final`` marks the BN ``transform_final_bn`` (zeroed by ZERO_INIT_FINAL_BN)."""
 
     def part(dim_in: int, dim_out: int, **geometry: Any) -> Dict[str, nn.Module]:
-        parts = {name: nn.Conv3d(dim_in, dim_out, bias=False, **geometry),
+        parts = {name: Conv3d(dim_in, dim_out, bias=False, **geometry),
                  f"{name}_bn": nn.BatchNorm3d(dim_out, **norm)}
         if final:
             parts[f"{name}_bn"].transform_final_bn = True
@@ -152,8 +153,8 @@ def create_x3d_stem(*, dim_in: int, dim_out: int, temporal_kernel: int = 5, norm
     """
     layers: "OrderedDict[str, nn.Module]" = OrderedDict()
     layers["conv_xy"] = nn.Conv3d(dim_in, dim_out, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), bias=False)
-    layers["conv"] = nn.Conv3d(dim_out, dim_out, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0),
-                               groups=dim_out, bias=False)
+    layers["conv"] = Conv3d(dim_out, dim_out, (temporal_kernel, 1, 1), padding=(temporal_kernel // 2, 0, 0),
+                        groups=dim_out, bias=False)
     layers["bn"] = nn.BatchNorm3d(dim_out, eps=norm_eps, momentum=norm_momentum)
     layers["relu"] = nn.ReLU(inplace=True)
     return nn.Sequential(layers)

@@ -3,6 +3,7 @@
 - SoftPool (Eq. 5) and the pooling alternatives of Table VIc: :mod:`.softpool`, :mod:`.pooling`.
 - Temporal triplet cosine frame selection (Eq. 6-7): :mod:`.frame_select`.
 - Trilinear resize, the I() of Eq. 3: :mod:`.resize`.
+- Channelwise 3D convolution with a faster CPU backward (X3D's and MTConv's depthwise convs): :mod:`.channelwise`.
 - A stacked GRU (nn.GRU's equations) on the CPU kernel, for Squeeze and Recursion: :mod:`.recurrent`.
 - Eval BatchNorm + ReLU into a slot of a larger output: :mod:`.norm_act`.
 - Fused CPU kernels behind all of these (plain C, built on first use, validated wrappers): :mod:`.native`;
@@ -12,6 +13,7 @@
 """
 from ._windows import compute_dtype, fp32_region
 from ._library import decompositions
+from .channelwise import channelwise_conv3d
 from .frame_select import adjacent_cosine, select_frames, selection_scores, triplet_cosine_select, triplet_scores
 from .norm_act import inference_into_applies, norm_act_into
 from .pooling import (
@@ -30,6 +32,7 @@ __all__ = [
     "POOL_METHODS",
     "adjacent_cosine",
     "avg_pool_spatial",
+    "channelwise_conv3d",
     "compute_dtype",
     "decompositions",
     "fp32_region",
