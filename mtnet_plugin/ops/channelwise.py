@@ -19,17 +19,16 @@ dtypes, autocast, ``torch.jit.trace``, ``torch.compile`` / ``torch.export``, inf
 values are those of ``F.conv3d`` and its gradients within float rounding (tests compare them).
 ``MTNET_CHANNELWISE_BACKWARD=aten`` in the environment makes every call ``F.conv3d`` (to compare the two).
 """
-import os
 from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from . import native
 from ._library import mode
 
 Triple = Tuple[int, int, int]
-SWITCH = "MTNET_CHANNELWISE_BACKWARD"  # "aten": always F.conv3d and its own backward
 
 
 def _grad_input(grad: torch.Tensor, weight: torch.Tensor, padding: Triple) -> torch.Tensor:
@@ -80,11 +79,12 @@ def _triple(v) -> Triple:
 def fast_backward_applies(x: torch.Tensor, weight: torch.Tensor, stride: Triple, padding: Triple,
                           dilation: Triple) -> bool:
     """Whether :func:`channelwise_conv3d` takes the faster CPU backward for these arguments."""
-    return (mode() == "eager" and torch.is_grad_enabled() and os.environ.get(SWITCH, "") != "aten" and (x.requires_grad or weight.requires_grad)
-            and x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+    wanted = mode() == "eager" and torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    return (wanted and x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu") and x.dim() == 5 and weight.shape[1] == 1
             and weight.shape[0] == x.shape[1] and all(s == 1 for s in stride) and all(d == 1 for d in dilation)
-            and all(0 <= p < k for p, k in zip(padding, weight.shape[2:])))
+            and all(0 <= p < k for p, k in zip(padding, weight.shape[2:]))
+            and not native.channelwise_backward_switched_off())
 
 
 def channelwise_conv3d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1,

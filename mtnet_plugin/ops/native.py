@@ -19,7 +19,8 @@ path) and raises ValueError before C reads or writes memory.
   private temporary folder. One shared object per source, flags, compiler and CPU (it is built for this CPU),
   built under an exclusive ``fcntl`` lock (concurrent processes such as DDP ranks build it once), written
   to a temporary name, made 0755 and renamed; temporary files a crashed build left are removed under the lock.
-- ``MTNET_NATIVE=0`` switches the kernel off (eager everywhere); ``CC`` names the compiler (default ``cc``).
+- ``MTNET_NATIVE=0`` switches the kernel off (eager everywhere); ``CC`` names the compiler (default ``cc``);
+  ``MTNET_CHANNELWISE_BACKWARD=aten`` switches off :mod:`.channelwise`'s backward (no kernel, same switch idea).
 - Flags: :func:`flag_sets` per CPU architecture (x86-64: ``-march=native -mprefer-vector-width=256``;
   aarch64, ppc64le: ``-mcpu=native``) with ``-fopenmp``; a compiler that refuses the tuning keeps OpenMP,
   one that refuses OpenMP keeps the tuning.
@@ -333,6 +334,12 @@ def kernel_eligible(x: torch.Tensor) -> bool:
     PyTorch graph), a float32 CPU tensor, and the kernels built here."""
     eager = not torch.jit.is_tracing() and not torch.compiler.is_compiling()
     return eager and x.device.type == "cpu" and x.dtype == torch.float32 and available()
+
+
+def channelwise_backward_switched_off() -> bool:
+    """``MTNET_CHANNELWISE_BACKWARD=aten``: :mod:`.channelwise` leaves every call to ``F.conv3d`` (the environment
+    is read here, the ops' one module that may read it)."""
+    return os.environ.get("MTNET_CHANNELWISE_BACKWARD", "") == "aten"
 
 
 def reason() -> str:
