@@ -183,6 +183,13 @@ def _run_opts(run: Run, out_dir: str) -> List[str]:
     return list(run.common_opts) + list(run.variant.opts) + ["RNG_SEED", str(run.seed), "OUTPUT_DIR", out_dir]
 
 
+def remaining_seconds(recent_walls: Sequence[float], runs_left: int, jobs: int) -> float:
+    """ETA: the runs left (those in flight counted whole) at the recent runs' mean wall time, ``jobs`` at a time."""
+    if not recent_walls or runs_left <= 0:
+        return 0.0
+    return statistics.mean(recent_walls) * runs_left / max(1, jobs)
+
+
 def execute(runs: Sequence[Run], *, results: str, config_dir: str, run_net: str, out_root: str, jobs: int = 1,
             progress: Callable[[str], None] = print) -> List[dict]:
     """Run what ``results`` does not hold yet, ``jobs`` at a time, appending one json line per finished run.
@@ -208,7 +215,6 @@ def execute(runs: Sequence[Run], *, results: str, config_dir: str, run_net: str,
         progress(f"data for preset {preset}: {ensure_synthetic_dataset(cfg)}")
     costs: Dict[Tuple[str, Tuple[str, ...]], Tuple[int, float]] = {}
     lock, new, failed = threading.Lock(), [], []
-    start = time.time()
 
     def one(run: Run) -> None:
         out_dir = run.output_dir(out_root)
@@ -246,7 +252,8 @@ def execute(runs: Sequence[Run], *, results: str, config_dir: str, run_net: str,
         with lock:
             new.append(row)
             n = len(new) + len(failed)
-        eta = (time.time() - start) / n * (len(todo) - n)
+            recent = [r["wall_s"] for r in new[-2 * max(1, jobs):]]
+        eta = remaining_seconds(recent, len(todo) - n, jobs)
         progress(f"[{n}/{len(todo)}] {run.preset} / {run.variant.name} / seed {run.seed}: top-1 {res['top1']:.1f} % "
                  f"in {wall:.0f} s; ETA {eta / 60:.0f} min")
 
