@@ -52,7 +52,6 @@ def test_summary_mean_std_and_rows_not_run(tmp_path):
     assert "| 0 | not run: `cmd lstm` |" in lstm
 
 
-@pytest.mark.slow
 def test_eta_counts_parallel_jobs_and_recent_runs_only():
     # two jobs at 300 s per run: four runs left take 600 s, not the 1200 s of elapsed / done x left
     assert ablation.remaining_seconds([200.0, 400.0], 4, 2) == 600.0
@@ -60,6 +59,7 @@ def test_eta_counts_parallel_jobs_and_recent_runs_only():
     assert ablation.remaining_seconds([300.0], 0, 2) == 0.0 and ablation.remaining_seconds([], 5, 2) == 0.0
 
 
+@pytest.mark.slow
 def test_tiny_ablation_writes_json_lines_and_table_and_resumes(tmp_path):
     results, table = str(tmp_path / "results.jsonl"), str(tmp_path / "table.md")
     args = [sys.executable, ABLATE, "--groups", "headline", "--only", "MTNet_XS", "X3D_XS", "--seeds", "3",
