@@ -10,6 +10,7 @@ from typing import Any, Optional, Tuple, Union
 
 import torch
 from torch import nn
+from torch.nn.modules.utils import _triple
 
 from mtnet_plugin.ops import inference_into_applies, norm_act_into
 
@@ -18,10 +19,6 @@ from .options import LP_KERNELS, P_INPUTS, MTConvOptions, check_delta  # noqa: F
 from .prolonged import ProlongedDownsample, TrilinearResize
 
 IntOr3 = Union[int, Tuple[int, int, int]]
-
-
-def _triple(v: IntOr3) -> Tuple[int, int, int]:
-    return (v, v, v) if isinstance(v, int) else tuple(v)
 
 
 def split_channels(channels: int, delta: float) -> Tuple[int, int]:

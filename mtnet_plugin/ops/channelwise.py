@@ -24,6 +24,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+from torch.nn.modules.utils import _triple
 
 from . import native
 from ._library import mode
@@ -70,10 +71,6 @@ class _ChannelwiseConv3dFunction(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3, 4))
         return grad_x, grad_w, grad_b, None
-
-
-def _triple(v) -> Triple:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
 
 
 def fast_backward_applies(x: torch.Tensor, weight: torch.Tensor, stride: Triple, padding: Triple,
