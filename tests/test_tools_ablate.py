@@ -47,9 +47,9 @@ def test_summary_mean_std_and_rows_not_run(tmp_path):
     results.write_text("".join(json.dumps(row) + "\n" for row in rows) + '{"key": "torn')  # a crash mid-line
     table = ablation.summarize(ablation.read_results(str(results)), runs, lambda run: f"cmd {run.variant.name}")
     gru = next(line for line in table.splitlines() if "| gru |" in line)
-    assert "| 0,1,2 | **94.0** ± 4.0 | 90.0 - 98.0 | 0.81 | 0.0241 | 83.4 |" in gru  # sample std of 90, 94, 98
+    assert "| 0,1,2 | **94.0** ± 4.0 | 90.0 / 94.0 / 98.0 | 0.81 | 0.0241 | 83.4 |" in gru  # sample std of 90, 94, 98
     lstm = next(line for line in table.splitlines() if "| lstm |" in line)
-    assert "| 0 | not run: `cmd lstm` |" in lstm
+    assert "| none | not run: `cmd lstm` |" in lstm
 
 
 def test_eta_counts_parallel_jobs_and_recent_runs_only():

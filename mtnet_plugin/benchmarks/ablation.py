@@ -267,12 +267,12 @@ def execute(runs: Sequence[Run], *, results: str, config_dir: str, run_net: str,
 
 def summarize(rows: Iterable[dict], runs: Sequence[Run], command: Callable[[Run], str]) -> str:
     """A markdown table, one line per (preset, group, variant) of ``runs``: 30-view top-1 as mean +- sample std
-    over the seeds found in ``rows`` (matched by run key), min-max, params, GFLOPs per view and the paper's
+    over the seeds found in ``rows`` (matched by run key), each seed's value, params, GFLOPs per view and the paper's
     number; a variant with no result says "not run" and gives ``command(run)``."""
     by_key = {}
     for row in rows:
         by_key.setdefault(row["key"], row)
-    lines = ["| preset | group | variant | seeds | 30-view top-1 (%) mean ± std | min - max | params (M) | "
+    lines = ["| preset | group | variant | seeds | 30-view top-1 (%) mean ± std | per seed | params (M) | "
              "GFLOPs / view | paper |", "|---|---|---|---|---|---|---|---|---|"]
     order: Dict[Tuple[str, str, str], List[Run]] = {}
     for run in runs:
@@ -281,12 +281,14 @@ def summarize(rows: Iterable[dict], runs: Sequence[Run], command: Callable[[Run]
         found = [by_key[r.key()] for r in group_runs if r.key() in by_key]
         paper = group_runs[0].variant.paper or "-"
         if not found:
-            lines.append(f"| {preset} | {group} | {name} | 0 | not run: `{command(group_runs[0])}` | | | | {paper} |")
+            hint = command(group_runs[0])
+            lines.append(f"| {preset} | {group} | {name} | none | not run: `{hint}` | | | | {paper} |")
             continue
         top1 = [row["top1"] for row in found]
         mean = statistics.mean(top1)
         spread = "n/a (1 seed)" if len(top1) < 2 else f"{statistics.stdev(top1):.1f}"
         seeds = ",".join(str(row["seed"]) for row in found)
-        lines.append(f"| {preset} | {group} | {name} | {seeds} | **{mean:.1f}** ± {spread} | {min(top1):.1f} - "
-                     f"{max(top1):.1f} | {found[0]['params'] / 1e6:.2f} | {found[0]['gflops']:.4f} | {paper} |")
+        each = " / ".join(f"{value:.1f}" for value in top1)
+        lines.append(f"| {preset} | {group} | {name} | {seeds} | **{mean:.1f}** ± {spread} | {each} | "
+                     f"{found[0]['params'] / 1e6:.2f} | {found[0]['gflops']:.4f} | {paper} |")
     return "\n".join(lines) + "\n"
